@@ -1,0 +1,79 @@
+"""Training augmentation on whole batches of tensors, cheap next to the network on a CPU.
+
+Input and output: (B, 1, 48, 48) float in [0, 1], the network input of `to_model_input`.
+Every random draw comes from the generator passed in, so an epoch is reproducible from its seed
+(which is what makes `--resume` exact).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    rotate_deg: float = 10.0  # faces in FER2013 are roughly upright; +-10 deg covers head tilt
+    scale: tuple[float, float] = (0.9, 1.1)  # zoom jitter around FER's loose face framing
+    translate: float = 0.08  # shift as a fraction of the side (FER crops are not centred exactly)
+    flip: float = 0.5  # expressions are mirror-symmetric
+    brightness: float = 0.1  # additive, in [0, 1] pixel units: web photos vary in exposure
+    contrast: float = 0.2  # multiplicative around the image mean
+    erase_p: float = 0.25  # random erasing: occlusions by hands, hair, glasses
+    erase_area: tuple[float, float] = (0.02, 0.2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (lists, not tuples), as stored in checkpoint configs."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=g) * (hi - lo) + lo
+
+
+def augment_batch(x: torch.Tensor, g: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> torch.Tensor:
+    """Random affine (rotate, scale, shift, flip), brightness/contrast and erasing, per sample."""
+    b, _, h, w = x.shape
+    angle = _uniform(b, -cfg.rotate_deg, cfg.rotate_deg, g) * (math.pi / 180)
+    scale = _uniform(b, *cfg.scale, g)
+    flip = torch.where(torch.rand(b, generator=g) < cfg.flip, -1.0, 1.0)
+    tx = _uniform(b, -cfg.translate, cfg.translate, g) * 2  # grid units span [-1, 1]
+    ty = _uniform(b, -cfg.translate, cfg.translate, g) * 2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = _uniform(b, 1 - cfg.contrast, 1 + cfg.contrast, g).view(b, 1, 1, 1)
+    bright = _uniform(b, -cfg.brightness, cfg.brightness, g).view(b, 1, 1, 1)
+    x = ((x - mean) * contrast + mean + bright).clamp(0, 1)
+
+    if cfg.erase_p > 0:
+        area = _uniform(b, *cfg.erase_area, g) * h * w
+        aspect = torch.exp(_uniform(b, math.log(0.3), math.log(3.3), g))
+        eh = torch.sqrt(area * aspect).clamp(1, h).floor()
+        ew = torch.sqrt(area / aspect).clamp(1, w).floor()
+        y0 = (torch.rand(b, generator=g) * (h - eh + 1)).floor()
+        x0 = (torch.rand(b, generator=g) * (w - ew + 1)).floor()
+        on = (torch.rand(b, generator=g) < cfg.erase_p).view(b, 1, 1, 1)
+        ys = torch.arange(h).view(1, 1, h, 1)
+        xs = torch.arange(w).view(1, 1, 1, w)
+        box = (
+            (ys >= y0.view(b, 1, 1, 1))
+            & (ys < (y0 + eh).view(b, 1, 1, 1))
+            & (xs >= x0.view(b, 1, 1, 1))
+            & (xs < (x0 + ew).view(b, 1, 1, 1))
+            & on
+        )
+        noise = torch.rand(x.shape, generator=g)
+        x = torch.where(box, noise, x)
+    return x

@@ -1,0 +1,75 @@
+"""Self-describing checkpoints in plain types, saved atomically, loaded with weights_only=True.
+
+A checkpoint alone is enough to resume training (`last.pt`: weights, optimizer, scheduler,
+epoch, RNG, history, config) or to serve and fine-tune (`best.pt` and the shipped
+`weights/NAME.pt`: the same without optimizer state).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import WeightsError
+from .labels import EMOTIONS
+from .registry import get_spec
+
+FORMAT = "fer_core.checkpoint/1"
+TRAINING_KEYS = ("optimizer", "scheduler", "rng", "scaler")
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temp file in the same folder, then os.replace: never a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and check a checkpoint: our format, a registered model, our label order."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path} is not a readable fer_core checkpoint: {exc}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise WeightsError(f"{path} is not a {FORMAT} checkpoint")
+    get_spec(ckpt["model"])  # unknown model -> ValueError listing the known ones
+    if list(ckpt["labels"]) != list(EMOTIONS):
+        raise WeightsError(f"{path} was trained with labels {ckpt['labels']}, this package uses {list(EMOTIONS)}")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]):
+    """Rebuild the network from a checkpoint's own description and load its weights (fp32)."""
+    from .models import build_model
+
+    model = build_model(ckpt["model"], pretrained=False)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    model.load_state_dict(state)
+    model.eval()
+    return model
+
+
+def slim(ckpt: dict[str, Any], half: bool = False) -> dict[str, Any]:
+    """The checkpoint without training state (for serving and fine-tuning); fp16 if asked."""
+    out = {k: v for k, v in ckpt.items() if k not in TRAINING_KEYS}
+    if half:
+        out["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+        out["storage"] = "fp16"
+    return out

@@ -1,0 +1,15 @@
+"""Errors that users can act on. Each message says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class InvalidImageError(ValueError):
+    """An input could not be used as an image (unreadable, not an image, truncated, too large)."""
+
+
+class DataLayoutError(ValueError):
+    """A data folder or CSV file is not a FER2013 layout this package can read."""
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, unreadable or does not describe a model this package knows."""

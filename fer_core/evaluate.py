@@ -1,0 +1,206 @@
+"""Evaluate exported weights (or a torch checkpoint) on a split and write one results run.
+
+    python -m fer_core evaluate --model resnet18 --split val
+    python -m fer_core evaluate --model ensemble --split test --tta flip --out results/
+    python -m fer_core evaluate --model resnet18 --weights runs/resnet18/best.pt --split val
+
+`ensemble` is the mean of the registered models' softmax outputs. The run (schema in
+results/SCHEMA.md) holds metrics, the confusion matrix, per-sample probabilities, the weights'
+hashes and the checkpoints' training histories.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .data import FERData, load_fer2013
+from .labels import EMOTIONS
+from .metrics import classification_metrics
+from .preprocess import predict_proba
+from .registry import get_spec, list_models
+from .results import SCHEMA, validate_run
+from .serving import OnnxModel, default_threads, load_models, sha256_file
+
+ENSEMBLE = "ensemble"
+
+
+class TorchCheckpointModel:
+    """A .pt checkpoint behind the same interface as OnnxModel (imports torch)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        import torch
+
+        from .checkpoint import load_checkpoint, model_from_checkpoint
+        from .models import count_parameters
+        from .train import torch_logits_fn
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.path = Path(path)
+        ckpt = load_checkpoint(self.path)
+        self.name = ckpt["model"]
+        self.labels = list(ckpt["labels"])
+        model = model_from_checkpoint(ckpt)
+        self._fn = torch_logits_fn(model, torch.device("cpu"))
+        self.meta = {k: ckpt.get(k) for k in ("best", "selected_on", "history", "epoch", "config")}
+        self.meta["parameters"] = count_parameters(model)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._fn(x)
+
+    def describe(self) -> dict[str, Any]:
+        sha = sha256_file(self.path)
+        return {
+            "model": self.name,
+            "file": self.path.name,
+            "sha256": sha,
+            "bytes": self.path.stat().st_size,
+            "parameters": int(self.meta["parameters"]),
+            "checkpoint_sha256": sha,
+        }
+
+
+def open_models(name: str, weights: str | None = None, weights_dir: str | None = None, threads: int | None = None):
+    if name == ENSEMBLE:
+        if weights:
+            raise ValueError("--weights names one model's file; the ensemble uses every model in --weights-dir")
+        return load_models(list_models(), weights_dir, threads)
+    get_spec(name)
+    if weights:
+        model = TorchCheckpointModel(weights, threads) if str(weights).endswith(".pt") else OnnxModel(weights, threads)
+        if model.name != name:
+            raise ValueError(f"{weights} holds {model.name}, not {name}")
+        return {name: model}
+    return load_models([name], weights_dir, threads)
+
+
+def evaluate(
+    name: str,
+    split: str = "test",
+    tta: str = "none",
+    data: FERData | str | None = None,
+    weights: str | None = None,
+    weights_dir: str | None = None,
+    threads: int | None = None,
+    batch_size: int = 256,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate a model (or the ensemble) and return a validated run (`limit`: first N images)."""
+    models = open_models(name, weights, weights_dir, threads)
+    if not isinstance(data, FERData):
+        data = load_fer2013(data)
+    s = data[split]
+    if limit is not None:
+        s = s.subset(np.arange(min(limit, len(s))))
+    probs: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    for model_name, model in models.items():
+        t0 = time.perf_counter()
+        probs[model_name] = predict_proba(model, s.images, tta=tta, batch_size=batch_size)
+        seconds[model_name] = time.perf_counter() - t0
+    final = np.mean(list(probs.values()), axis=0)
+    metrics = classification_metrics(s.labels, final)
+    total = sum(seconds.values())
+    samples: dict[str, Any] = {
+        "ids": list(s.ids),
+        "y_true": s.labels.tolist(),
+        "probs": np.round(final, 6).tolist(),
+    }
+    if len(models) > 1:
+        samples["per_model"] = {m: np.round(p, 6).tolist() for m, p in probs.items()}
+    run = {
+        "schema": SCHEMA,
+        "name": name,
+        "models": list(models),
+        "weights": [m.describe() for m in models.values()],
+        "data": {
+            "source": data.path,
+            "layout": data.layout,
+            "split": split,
+            "n": len(s),
+            "notes": data.notes,
+        },
+        "split": split,
+        "tta": tta,
+        "labels": list(EMOTIONS),
+        "metrics": metrics,
+        "samples": samples,
+        "history": {m: model.meta.get("history") or [] for m, model in models.items()},
+        "selection": {
+            m: {**(model.meta.get("best") or {}), "split": model.meta.get("selected_on")} for m, model in models.items()
+        },
+        "timing": {
+            "seconds": total,
+            "per_model_seconds": seconds,
+            "images_per_second": len(s) / total if total > 0 else None,
+            "backend": type(next(iter(models.values()))).__name__,
+            "threads": threads or default_threads(),
+            "batch_size": batch_size,
+        },
+        "environment": environment(),
+        "git_commit": git_commit(),
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return validate_run(run)
+
+
+def environment() -> dict[str, Any]:
+    import onnxruntime
+    import sklearn
+
+    env = {
+        "fer_core": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpus": os.cpu_count(),
+    }
+    try:
+        import torch
+
+        env["torch"] = str(torch.__version__)
+    except ImportError:
+        pass
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this package runs from, '+dirty' if it has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "fer_core"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,110 @@
+"""Face detection (OpenCV Haar cascade) and the crop that turns a detected face into a FER2013 face.
+
+The cascade ships inside opencv-python-headless (<5), so nothing is downloaded. OpenCV does not
+document CascadeClassifier as thread-safe, so each thread gets its own instance.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from .preprocess import resize_face
+
+DETECT_MAX_SIDE = 640  # detection runs on a copy scaled to this; boxes are mapped back
+SCALE_FACTOR = 1.1
+MIN_NEIGHBORS = 6  # 5 let through textures (hair, foliage) as faces on test photos; 6 did not
+MIN_FACE_FRACTION = 0.04  # ignore "faces" smaller than 4 % of the shorter side of the photo
+MIN_FACE_PIXELS = 24  # the cascade's own window size
+CROP_MARGIN = 0.1  # Haar boxes are tighter than FER2013's framing; widen each side by 10 %
+
+
+class Box(NamedTuple):
+    """A face box in original-image pixels."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+class FaceDetector:
+    def __init__(
+        self,
+        scale_factor: float = SCALE_FACTOR,
+        min_neighbors: int = MIN_NEIGHBORS,
+        min_face_fraction: float = MIN_FACE_FRACTION,
+        max_side: int = DETECT_MAX_SIDE,
+    ) -> None:
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_face_fraction = min_face_fraction
+        self.max_side = max_side
+        self._local = threading.local()
+        self._cascade_file = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self._cascade()  # fail at construction, not on the first photo
+
+    def _cascade(self) -> cv2.CascadeClassifier:
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = cv2.CascadeClassifier(self._cascade_file)
+            if cascade.empty():
+                raise RuntimeError(
+                    f"OpenCV's Haar cascade is missing ({self._cascade_file}); "
+                    "install opencv-python-headless<5, which ships it"
+                )
+            self._local.cascade = cascade
+        return cascade
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        """Faces in a (H, W) uint8 image, sorted left to right, as boxes in its pixels."""
+        h, w = gray.shape
+        scale = min(1.0, self.max_side / max(h, w))
+        small = (
+            gray
+            if scale == 1.0
+            else cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        )
+        small = cv2.equalizeHist(small)
+        min_side = max(MIN_FACE_PIXELS, int(self.min_face_fraction * min(small.shape)))
+        if min(small.shape) < min_side:
+            return []
+        found = self._cascade().detectMultiScale(
+            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_side, min_side)
+        )
+        boxes = [
+            Box(int(round(x / scale)), int(round(y / scale)), int(round(bw / scale)), int(round(bh / scale)))
+            for x, y, bw, bh in (found if len(found) else [])
+        ]
+        return sorted(boxes, key=lambda b: (b.x, b.y))
+
+
+def crop_face(gray: np.ndarray, box: Box, margin: float = CROP_MARGIN) -> np.ndarray:
+    """The (48, 48) uint8 face a network sees: the box widened by `margin` on each side, made
+    square, edge-padded where it leaves the photo, and resized like any FER2013 face."""
+    side = max(box.w, box.h) * (1 + 2 * margin)
+    cx, cy = box.x + box.w / 2, box.y + box.h / 2
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    s = max(1, int(round(side)))
+    h, w = gray.shape
+    pad = max(0, -x0, -y0, x0 + s - w, y0 + s - h)
+    if pad:
+        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad, y0 + pad
+    return resize_face(gray[y0 : y0 + s, x0 : x0 + s])
+
+
+def whole_image_box(gray: np.ndarray) -> Box:
+    h, w = gray.shape
+    return Box(0, 0, w, h)
+
+
+def centre_square(gray: np.ndarray) -> np.ndarray:
+    """The whole image as one face: its centred square, resized to 48x48 (no stretching)."""
+    h, w = gray.shape
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    return resize_face(gray[y0 : y0 + s, x0 : x0 + s])

@@ -1,0 +1,142 @@
+"""Turn whatever a user hands us into an upright PIL image, or a clear InvalidImageError.
+
+Accepted: a path, bytes, a PIL image, or a numpy array (H, W) gray, (H, W, 3) RGB or BGR
+(say `channel_order="BGR"` for OpenCV arrays), (H, W, 4) RGBA. EXIF orientation is applied;
+16-bit, palette, CMYK and transparent images are brought to 8-bit RGB or L (transparency is
+composited on white); animated images give their first frame.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InvalidImageError
+
+# A 12-megapixel phone photo is 12e6 pixels; a decompression bomb (a few KB that inflate to
+# 30000x30000) is rejected before decoding. Pillow's own guard (MAX_IMAGE_PIXELS) stays on too.
+MAX_PIXELS = 50_000_000
+MAX_BYTES = 50 * 1024 * 1024
+MIN_SIDE = 1
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
+
+
+def load_image(source: ImageSource, channel_order: str = "RGB") -> Image.Image:
+    """An upright 8-bit image in mode "RGB" or "L"; raises InvalidImageError with the reason."""
+    if isinstance(source, np.ndarray):
+        return _from_array(source, channel_order)
+    if isinstance(source, Image.Image):
+        return _normalise(_check_size(source, "the image"), "the image")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidImageError(f"{path}: no such file")
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise InvalidImageError(f"{path}: {size / 1e6:.0f} MB is over the {MAX_BYTES / 1e6:.0f} MB limit")
+        return _from_bytes(path.read_bytes(), str(path))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _from_bytes(bytes(source), "the upload")
+    raise InvalidImageError(
+        f"cannot read an image from a {type(source).__name__}; pass a path, bytes, a PIL image or a numpy array"
+    )
+
+
+def _from_bytes(raw: bytes, what: str) -> Image.Image:
+    if not raw:
+        raise InvalidImageError(f"{what} is empty (0 bytes)")
+    if len(raw) > MAX_BYTES:
+        raise InvalidImageError(f"{what}: {len(raw) / 1e6:.0f} MB is over the {MAX_BYTES / 1e6:.0f} MB limit")
+    try:
+        im = Image.open(io.BytesIO(raw))
+    except UnidentifiedImageError:
+        raise InvalidImageError(f"{what} is not an image this app can read (use JPEG, PNG, WebP or BMP)") from None
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"{what} is too large to decode safely: {exc}") from None
+    except Exception as exc:
+        raise InvalidImageError(f"{what} could not be opened as an image: {exc}") from None
+    _check_size(im, what)
+    try:
+        im.seek(0)  # first frame of an animation
+        im.load()
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"{what} is too large to decode safely: {exc}") from None
+    except Exception as exc:  # truncated files, bad CRCs, broken codecs
+        raise InvalidImageError(f"{what} is damaged or truncated and could not be decoded ({exc})") from None
+    return _normalise(im, what)
+
+
+def _check_size(im: Image.Image, what: str) -> Image.Image:
+    w, h = im.size
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise InvalidImageError(f"{what} has no pixels ({w}x{h})")
+    if w * h > MAX_PIXELS:
+        raise InvalidImageError(
+            f"{what} is {w}x{h} = {w * h / 1e6:.0f} megapixels, over the {MAX_PIXELS / 1e6:.0f}-megapixel "
+            "limit; scale it down and try again"
+        )
+    return im
+
+
+def _normalise(im: Image.Image, what: str) -> Image.Image:
+    try:
+        im = ImageOps.exif_transpose(im) or im
+    except Exception:
+        pass  # a broken EXIF block: keep the pixels as stored rather than refuse the photo
+    try:
+        if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            a = np.asarray(im, dtype=np.float64)
+            top = 65535.0 if a.max() > 255 else 255.0
+            return Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        if im.mode == "F":
+            a = np.asarray(im, dtype=np.float64)
+            a = a * 255.0 if a.max() <= 1.0 else a
+            return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8))
+        if im.mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+            rgba = im.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, rgba).convert("RGB")
+        if im.mode in ("L", "RGB"):
+            return im
+        if im.mode in ("1",):
+            return im.convert("L")
+        return im.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    except Exception as exc:
+        raise InvalidImageError(f"{what} uses an image mode ({im.mode}) that could not be converted: {exc}") from None
+
+
+def _from_array(a: np.ndarray, channel_order: str) -> Image.Image:
+    if channel_order not in ("RGB", "BGR"):
+        raise ValueError(f"channel_order must be 'RGB' or 'BGR', not {channel_order!r}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise InvalidImageError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {a.shape}")
+    if a.size == 0:
+        raise InvalidImageError(f"the image array is empty (shape {a.shape})")
+    if a.dtype == np.uint8:
+        pass
+    elif np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            raise InvalidImageError("a float image array must hold finite values in [0, 1]")
+        a = (a * 255.0 + 0.5).astype(np.uint8)
+    elif a.dtype == np.uint16:
+        a = (a.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise InvalidImageError(f"image arrays must be uint8, uint16 or float in [0, 1]; got {a.dtype}")
+    if a.ndim == 3 and channel_order == "BGR":
+        a = a[:, :, [2, 1, 0, 3][: a.shape[2]]]
+    im = Image.fromarray(np.ascontiguousarray(a))  # L, RGB or RGBA from the shape
+    return _normalise(_check_size(im, "the image array"), "the image array")
+
+
+def to_gray(im: Image.Image) -> np.ndarray:
+    """(H, W) uint8 luma, with the same conversion Pillow applied to decode FER2013's JPEGs."""
+    return np.asarray(im if im.mode == "L" else im.convert("L"))

@@ -1,0 +1,133 @@
+"""Builders for the registered networks: torchvision architectures adapted to 48x48 gray faces.
+
+Every network takes the same input, a float tensor (B, 1, 48, 48) of gray pixels in [0, 1]
+(`fer_core.preprocess.to_model_input`), and returns (B, 7) logits in `EMOTIONS` order.
+Normalisation (and any resize the spec asks for) happens inside the network, in
+`InputAdapter`, so the same numbers reach the weights in training, evaluation, ONNX and the app.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision import models as tvm
+
+from .errors import WeightsError
+from .labels import NUM_CLASSES
+from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, get_spec
+
+FER_INPUT_SIZE = 48  # the side of every face we feed; specs may ask the network to upscale it
+
+
+class InputAdapter(nn.Module):
+    """[0, 1] gray input -> normalised, resized to the spec's input size."""
+
+    def __init__(self, mean: float, std: float, size: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean)).view(1, 1, 1, 1))
+        self.register_buffer("std", torch.tensor(float(std)).view(1, 1, 1, 1))
+        self.size = size
+        self.resize = size != FER_INPUT_SIZE  # decided once, so ONNX export sees no branch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resize:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return (x - self.mean) / self.std
+
+
+class FERNet(nn.Module):
+    """An input adapter in front of a torchvision body."""
+
+    def __init__(self, adapter: InputAdapter, body: nn.Module) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.adapter(x))
+
+
+def build_model(name: str, pretrained: bool = False) -> FERNet:
+    """Build the registered network `name` (random init unless `pretrained`)."""
+    return get_spec(name).build(pretrained=pretrained)
+
+
+def _torchvision_body(spec: ModelSpec, pretrained: bool) -> nn.Module:
+    if not pretrained:
+        return tvm.get_model(spec.torchvision_name, weights=None)
+    try:
+        weights = tvm.get_model_weights(spec.torchvision_name).DEFAULT
+        return tvm.get_model(spec.torchvision_name, weights=weights)
+    except Exception as exc:  # no network, no cached file: say what to do
+        raise WeightsError(
+            f"could not load ImageNet weights for {spec.torchvision_name} ({exc}). "
+            "Put torchvision's weight file in $TORCH_HOME/hub/checkpoints or train without "
+            "--pretrained."
+        ) from exc
+
+
+def _gray_conv(conv: nn.Conv2d, pretrained: bool, **overrides: Any) -> nn.Conv2d:
+    """A copy of `conv` taking 1 channel; pretrained RGB kernels are summed when shapes allow."""
+    kw = dict(
+        out_channels=conv.out_channels,
+        kernel_size=conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        bias=conv.bias is not None,
+    )
+    kw.update(overrides)
+    new = nn.Conv2d(1, **kw)
+    if pretrained and new.weight.shape[1:] == (1, *conv.weight.shape[2:]):
+        with torch.no_grad():
+            new.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+    return new
+
+
+def _adapter(spec: ModelSpec, pretrained: bool) -> InputAdapter:
+    if pretrained:  # gray equivalent of ImageNet statistics, matching the summed RGB kernels
+        mean = sum(IMAGENET_MEAN) / 3
+        std = sum(IMAGENET_STD) / 3
+        return InputAdapter(mean, std, spec.input_size)
+    return InputAdapter(spec.mean, spec.std, spec.input_size)
+
+
+def build_resnet18(spec: ModelSpec, pretrained: bool = False) -> FERNet:
+    body = _torchvision_body(spec, pretrained)
+    body.conv1 = _gray_conv(body.conv1, pretrained, kernel_size=3, stride=2, padding=1)
+    body.maxpool = nn.Identity()
+    body.fc = nn.Sequential(nn.Dropout(0.2), nn.Linear(body.fc.in_features, NUM_CLASSES))
+    return FERNet(_adapter(spec, pretrained), body)
+
+
+def build_vgg16(spec: ModelSpec, pretrained: bool = False) -> FERNet:
+    body = _torchvision_body(spec, pretrained)
+    body.features[0] = _gray_conv(body.features[0], pretrained)
+    assert isinstance(body.features[-1], nn.MaxPool2d)
+    body.features = body.features[:-1]
+    body.avgpool = nn.AdaptiveAvgPool2d(1)
+    body.classifier = nn.Sequential(
+        nn.Flatten(1),
+        nn.Linear(512, 512),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(512, NUM_CLASSES),
+    )
+    return FERNet(_adapter(spec, pretrained), body)
+
+
+def build_efficientnet_v2_s(spec: ModelSpec, pretrained: bool = False) -> FERNet:
+    body = _torchvision_body(spec, pretrained)
+    stem = body.features[0][0]
+    body.features[0][0] = _gray_conv(stem, pretrained)
+    last = body.classifier[-1]
+    body.classifier[-1] = nn.Linear(last.in_features, NUM_CLASSES)
+    return FERNet(_adapter(spec, pretrained), body)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,161 @@
+"""The Python API: photos in, typed per-face predictions of every model and their ensemble out.
+
+    from fer_core import Predictor
+    predictor = Predictor.load()                # the shipped ONNX weights in weights/
+    for face in predictor.predict("photo.jpg"):  # path, bytes, PIL image or numpy array
+        print(face.box, face.label, face.score, face.agree)
+
+Runs on ONNX Runtime and OpenCV; never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import WeightsError
+from .faces import Box, FaceDetector, centre_square, crop_face
+from .imageio import ImageSource, load_image, to_gray
+from .labels import EMOTIONS
+from .preprocess import predict_proba
+from .registry import list_models
+from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, weights_path
+
+MAX_FACES = 20  # a group photo beyond this is cut to the 20 largest faces (and the caller told)
+
+
+@dataclass(frozen=True)
+class FacePrediction:
+    """One face: where it is, what each model read, and the ensemble (mean of the softmaxes)."""
+
+    box: Box  # x, y, w, h in original-image pixels (after EXIF rotation)
+    probabilities: dict[str, list[float]]  # model name -> probabilities in `labels` order
+    ensemble: list[float]
+    labels: tuple[str, ...] = EMOTIONS
+    face: np.ndarray | None = field(default=None, repr=False, compare=False)  # the 48x48 input
+
+    @property
+    def label(self) -> str:
+        return self.labels[int(np.argmax(self.ensemble))]
+
+    @property
+    def score(self) -> float:
+        return float(max(self.ensemble))
+
+    def top(self, model: str) -> tuple[str, float]:
+        p = self.probabilities[model]
+        i = int(np.argmax(p))
+        return self.labels[i], float(p[i])
+
+    @property
+    def agree(self) -> bool:
+        """Do all models name the same top expression?"""
+        return len({self.top(m)[0] for m in self.probabilities}) == 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": self.box._asdict(),
+            "label": self.label,
+            "score": self.score,
+            "agree": self.agree,
+            "labels": list(self.labels),
+            "ensemble": list(self.ensemble),
+            "models": {
+                m: {"label": self.top(m)[0], "score": self.top(m)[1], "probabilities": list(p)}
+                for m, p in self.probabilities.items()
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything one photo gave: the upright image, the faces, and what it cost."""
+
+    image: Image.Image
+    faces: list[FacePrediction]
+    detected: bool  # faces come from the detector (False: the whole image was one face)
+    faces_found: int  # faces the detector found, before the MAX_FACES cap
+    timings_ms: dict[str, float]
+
+    @property
+    def truncated(self) -> bool:
+        return self.faces_found > len(self.faces)
+
+
+class Predictor:
+    """All loaded models plus the face detector; safe to share between threads."""
+
+    def __init__(self, models: dict[str, OnnxModel], detector: FaceDetector | None = None, max_faces: int = MAX_FACES):
+        if not models:
+            raise WeightsError("a Predictor needs at least one model")
+        self.models = models
+        self.detector = detector or FaceDetector()
+        self.max_faces = max_faces
+
+    @classmethod
+    def load(
+        cls,
+        weights_dir: str | os.PathLike | None = None,
+        models: list[str] | None = None,
+        threads: int | None = None,
+        max_faces: int = MAX_FACES,
+    ) -> Predictor:
+        """Load `models` (default: every registered model whose ONNX file is in weights_dir)."""
+        weights_dir = weights_dir or DEFAULT_WEIGHTS_DIR
+        names = models or [m for m in list_models() if weights_path(m, weights_dir).is_file()]
+        if not names:
+            raise WeightsError(
+                f"no model weights in {weights_dir} (expected {', '.join(m + '.onnx' for m in list_models())}); "
+                "train and export them, or use the repository's weights/ folder"
+            )
+        return cls({m: OnnxModel(weights_path(m, weights_dir), threads) for m in names}, max_faces=max_faces)
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self.models)
+
+    def predict(self, image: ImageSource, detect: bool = True, channel_order: str = "RGB") -> list[FacePrediction]:
+        """Every face in `image` (or the whole image as one face with detect=False)."""
+        return self.analyze(image, detect, channel_order).faces
+
+    def analyze(self, image: ImageSource, detect: bool = True, channel_order: str = "RGB") -> Analysis:
+        t0 = time.perf_counter()
+        im = load_image(image, channel_order)
+        gray = to_gray(im)
+        t1 = time.perf_counter()
+        timings = {"decode": (t1 - t0) * 1000}
+        if detect:
+            boxes = self.detector.detect(gray)
+            found = len(boxes)
+            boxes = sorted(sorted(boxes, key=lambda b: -b.w * b.h)[: self.max_faces], key=lambda b: (b.x, b.y))
+            faces = np.stack([crop_face(gray, b) for b in boxes]) if boxes else np.zeros((0, 48, 48), np.uint8)
+        else:
+            h, w = gray.shape
+            s = min(h, w)
+            boxes = [Box((w - s) // 2, (h - s) // 2, s, s)]
+            found = 1
+            faces = centre_square(gray)[None]
+        t2 = time.perf_counter()
+        timings["detect"] = (t2 - t1) * 1000
+        probs = {}
+        for name, model in self.models.items():
+            t = time.perf_counter()
+            probs[name] = predict_proba(model, faces) if len(faces) else np.zeros((0, len(EMOTIONS)))
+            timings[name] = (time.perf_counter() - t) * 1000
+        ensemble = np.mean(list(probs.values()), axis=0) if len(faces) else np.zeros((0, len(EMOTIONS)))
+        results = [
+            FacePrediction(
+                box=b,
+                probabilities={m: [float(v) for v in p[i]] for m, p in probs.items()},
+                ensemble=[float(v) for v in ensemble[i]],
+                face=faces[i],
+            )
+            for i, b in enumerate(boxes)
+        ]
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return Analysis(im, results, detect, found, timings)

@@ -1,0 +1,77 @@
+"""The one preprocessing path, shared by training, evaluation, export, the CLI and the app.
+
+A face is a (48, 48) uint8 gray array, exactly what a FER2013 image decodes to. Faces found in
+photos are brought to that form by `resize_face`; the network input is made from such arrays by
+`to_model_input` alone (pixel / 255, no other arithmetic: normalisation lives inside the
+network), and test-time augmentation views are made by `tta_views`. No torch here: the app
+runs without it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .labels import NUM_CLASSES
+
+FACE_SIZE = 48  # FER2013's face side; every network is fed this
+TTA_MODES = ("none", "flip", "tencrop")
+TENCROP_SIZE = 44  # crops of 44/48 (0.92 scale), well inside the training scale jitter
+
+
+def resize_face(gray: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
+    """A gray uint8 image of any size -> (size, size) uint8, area-averaged when shrinking."""
+    h, w = gray.shape[:2]
+    interp = cv2.INTER_AREA if h >= size and w >= size else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(gray), (size, size), interpolation=interp)
+
+
+def to_model_input(faces: np.ndarray) -> np.ndarray:
+    """(N, 48, 48) uint8 faces -> (N, 1, 48, 48) float32 in [0, 1], the input of every network."""
+    if faces.ndim != 3 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE) or faces.dtype != np.uint8:
+        raise ValueError(f"expected (N, {FACE_SIZE}, {FACE_SIZE}) uint8 faces, got {faces.shape} {faces.dtype}")
+    return (faces.astype(np.float32) / np.float32(255.0))[:, None]
+
+
+def tta_views(faces: np.ndarray, mode: str = "none") -> list[np.ndarray]:
+    """Views of a batch of faces whose softmax outputs are averaged.
+
+    none: the face; flip: the face and its mirror; tencrop: four corner crops and the centre crop
+    of side 44, each resized back to 48, and their mirrors.
+    """
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown TTA mode {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    if mode == "none":
+        return [faces]
+    if mode == "flip":
+        return [faces, np.ascontiguousarray(faces[:, :, ::-1])]
+    c, m = TENCROP_SIZE, FACE_SIZE - TENCROP_SIZE
+    offsets = [(0, 0), (0, m), (m, 0), (m, m), (m // 2, m // 2)]
+    views = []
+    for y, x in offsets:
+        crop = np.stack([resize_face(f[y : y + c, x : x + c]) for f in faces])
+        views += [crop, np.ascontiguousarray(crop[:, :, ::-1])]
+    return views
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def predict_proba(logits_fn, faces: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
+    """Softmax probabilities (N, 7) of `logits_fn` over faces, averaged over TTA views.
+
+    `logits_fn` maps a (B, 1, 48, 48) float32 array to (B, 7) logits: an ONNX Runtime session or a
+    torch module wrapped the same way. This is the one inference loop of the project.
+    """
+    out = []
+    for start in range(0, len(faces), batch_size):
+        chunk = faces[start : start + batch_size]
+        views = tta_views(chunk, tta)
+        probs = sum(softmax(np.asarray(logits_fn(to_model_input(v)), dtype=np.float64)) for v in views)
+        out.append(probs / len(views))
+    if not out:
+        return np.zeros((0, NUM_CLASSES))
+    return np.concatenate(out)

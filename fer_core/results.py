@@ -1,0 +1,152 @@
+"""The one results writer and reader: evaluation runs as versioned JSON files in results/.
+
+The schema is documented in results/SCHEMA.md; `validate_run` is its executable form and is
+used both before writing and when the dashboard reads a file (ours or a user's upload). Files
+are JSON only: never pickled, never executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .labels import EMOTIONS
+
+SCHEMA = "fer_core.run/1"
+MAX_RUN_BYTES = 20 * 1024 * 1024  # a 3,589-image run with per-sample probabilities is ~0.5 MB
+
+
+class RunSchemaError(ValueError):
+    """A results file does not follow the documented schema; the message says where."""
+
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "schema": str,
+    "name": str,  # "resnet18", ..., or "ensemble"
+    "models": list,  # the model names whose outputs make the run (one, or the ensemble's)
+    "weights": list,  # [{model, file, sha256, bytes, parameters}]
+    "data": dict,  # {source, layout, split, n, notes}
+    "split": str,
+    "tta": str,
+    "labels": list,
+    "metrics": dict,
+    "samples": dict,  # {ids, y_true, probs}
+    "history": dict,  # model name -> per-epoch rows of its checkpoint
+    "selection": dict,  # model name -> {split, metric, value, epoch}
+    "timing": dict,  # {seconds, images_per_second, backend, threads}
+    "environment": dict,  # library versions, platform
+    "git_commit": (str, type(None)),
+    "created_utc": str,
+}
+
+
+def validate_run(run: Any) -> dict[str, Any]:
+    """Return `run` if it follows the schema, else raise RunSchemaError saying what is wrong."""
+    if not isinstance(run, dict):
+        raise RunSchemaError("a run file must hold one JSON object")
+    if run.get("schema") != SCHEMA:
+        raise RunSchemaError(f"schema is {run.get('schema')!r}; expected {SCHEMA!r}")
+    for key, typ in _REQUIRED.items():
+        if key not in run:
+            raise RunSchemaError(f"missing field {key!r}")
+        if not isinstance(run[key], typ):
+            raise RunSchemaError(f"field {key!r} has the wrong type ({type(run[key]).__name__})")
+    labels = run["labels"]
+    if labels != list(EMOTIONS):
+        raise RunSchemaError(f"labels {labels} differ from {list(EMOTIONS)}")
+    k = len(labels)
+    m = run["metrics"]
+    for key in ("accuracy", "macro", "weighted", "per_class", "confusion_matrix"):
+        if key not in m:
+            raise RunSchemaError(f"metrics lacks {key!r}")
+    if not _number(m["accuracy"], 0, 1):
+        raise RunSchemaError("metrics.accuracy must be a number in [0, 1]")
+    for avg in ("macro", "weighted"):
+        for key in ("precision", "recall", "f1"):
+            if not _number(m[avg].get(key), 0, 1):
+                raise RunSchemaError(f"metrics.{avg}.{key} must be a number in [0, 1]")
+    if set(m["per_class"]) != set(labels):
+        raise RunSchemaError("metrics.per_class must have one entry per label")
+    for name, row in m["per_class"].items():
+        for key in ("precision", "recall", "f1", "specificity"):
+            if not _number(row.get(key), 0, 1):
+                raise RunSchemaError(f"metrics.per_class.{name}.{key} must be a number in [0, 1]")
+        if not isinstance(row.get("support"), int):
+            raise RunSchemaError(f"metrics.per_class.{name}.support must be an integer")
+    cm = m["confusion_matrix"]
+    if len(cm) != k or any(len(r) != k or not all(isinstance(v, int) and v >= 0 for v in r) for r in cm):
+        raise RunSchemaError(f"metrics.confusion_matrix must be {k}x{k} non-negative integers")
+    n = run["data"].get("n")
+    if not isinstance(n, int) or sum(map(sum, cm)) != n:
+        raise RunSchemaError("data.n must equal the number of images in the confusion matrix")
+    s = run["samples"]
+    ids, y, probs = s.get("ids"), s.get("y_true"), s.get("probs")
+    if not (isinstance(ids, list) and isinstance(y, list) and isinstance(probs, list)):
+        raise RunSchemaError("samples must hold the lists ids, y_true and probs")
+    if not (len(ids) == len(y) == len(probs) == n):
+        raise RunSchemaError("samples.ids, y_true and probs must each have data.n entries")
+    if any(not isinstance(v, int) or not 0 <= v < k for v in y):
+        raise RunSchemaError(f"samples.y_true must hold class indices 0..{k - 1}")
+    if any(not isinstance(p, list) or len(p) != k for p in probs):
+        raise RunSchemaError(f"samples.probs must hold {k} probabilities per image")
+    if "per_model" in s:
+        if set(s["per_model"]) != set(run["models"]):
+            raise RunSchemaError("samples.per_model must have one entry per model of the run")
+        if any(len(v) != n for v in s["per_model"].values()):
+            raise RunSchemaError("samples.per_model lists must have data.n entries")
+    return run
+
+
+def _number(v: Any, lo: float, hi: float) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def run_filename(run: dict[str, Any]) -> str:
+    return f"{run['name']}_{run['split']}_{run['tta']}.json"
+
+
+def write_run(run: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Validate and write a run atomically. `path` is a file, or a folder to name it in."""
+    validate_run(run)
+    path = Path(path)
+    if path.suffix != ".json":
+        path = path / run_filename(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(run, fh, separators=(",", ":"))
+    os.replace(tmp, path)
+    return path
+
+
+def parse_run(raw: bytes | str, source: str = "run file") -> dict[str, Any]:
+    """Parse and validate run JSON from untrusted bytes (size-capped, JSON only)."""
+    if len(raw) > MAX_RUN_BYTES:
+        raise RunSchemaError(f"{source} is {len(raw) / 1e6:.1f} MB; run files are at most {MAX_RUN_BYTES / 1e6:.0f} MB")
+    try:
+        run = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunSchemaError(f"{source} is not JSON: {exc}") from None
+    try:
+        return validate_run(run)
+    except RunSchemaError as exc:
+        raise RunSchemaError(f"{source}: {exc}") from None
+
+
+def load_runs(folder: str | os.PathLike = "results") -> list[dict[str, Any]]:
+    """Every valid run in a folder (files of other kinds, e.g. benchmarks, are skipped)."""
+    runs = []
+    for f in sorted(Path(folder).glob("*.json")):
+        try:
+            raw = f.read_bytes()
+            if b'"schema":"' + SCHEMA.encode() not in raw[:200] and SCHEMA.encode() not in raw[:4096]:
+                continue
+            run = parse_run(raw, f.name)
+        except RunSchemaError:
+            continue
+        run["_file"] = f.name
+        runs.append(run)
+    return runs

@@ -1,0 +1,104 @@
+"""ONNX Runtime inference for exported models. No torch: this is what the app and the API run.
+
+An exported file carries its own description in the ONNX metadata key "fer_core" (model name,
+labels, registry spec, how its checkpoint was selected, training history), so a weights file
+alone says what it is; labels are read from it and checked against EMOTIONS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import WeightsError
+from .labels import EMOTIONS
+from .registry import get_spec, list_models
+
+META_KEY = "fer_core"
+ONNX_FORMAT = "fer_core.onnx/1"
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_threads() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+class OnnxModel:
+    """One exported network: `model(x)` maps (B, 1, 48, 48) float32 in [0, 1] to (B, 7) logits.
+
+    ONNX Runtime's `InferenceSession.run` is thread-safe, so one instance serves every app
+    session and thread.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise WeightsError(f"no ONNX weights at {self.path}; run `python -m fer_core export` first")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or default_threads()
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+        except Exception as exc:
+            raise WeightsError(f"{self.path} is not a loadable ONNX model: {exc}") from exc
+        raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
+        if raw is None:
+            raise WeightsError(f"{self.path} has no '{META_KEY}' metadata; export it with `python -m fer_core export`")
+        self.meta: dict[str, Any] = json.loads(raw)
+        if self.meta.get("format") != ONNX_FORMAT:
+            raise WeightsError(f"{self.path}: metadata format {self.meta.get('format')!r}, expected {ONNX_FORMAT!r}")
+        self.name: str = self.meta["model"]
+        self.spec = get_spec(self.name)
+        self.labels: list[str] = list(self.meta["labels"])
+        if self.labels != list(EMOTIONS):
+            raise WeightsError(f"{self.path} predicts {self.labels}, this package uses {list(EMOTIONS)}")
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    @cached_property
+    def sha256(self) -> str:
+        return sha256_file(self.path)
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-type identity of the weights, stored in every results file."""
+        return {
+            "model": self.name,
+            "file": self.path.name,
+            "sha256": self.sha256,
+            "bytes": self.path.stat().st_size,
+            "parameters": int(self.meta.get("parameters", 0)),
+            "checkpoint_sha256": self.meta.get("checkpoint_sha256"),
+        }
+
+
+def weights_path(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
+    get_spec(name)
+    return Path(weights_dir or DEFAULT_WEIGHTS_DIR) / f"{name}.onnx"
+
+
+def load_models(
+    names: list[str] | None = None, weights_dir: str | os.PathLike | None = None, threads: int | None = None
+) -> dict[str, OnnxModel]:
+    """Load the ONNX weights of `names` (default: every registered model), in registry order."""
+    names = names or list_models()
+    return {name: OnnxModel(weights_path(name, weights_dir), threads) for name in names}

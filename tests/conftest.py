@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny synthetic FER2013 data in every layout, the real data when present."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core.data import FERData, Split
+from fer_core.labels import EMOTIONS
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Each test session gets its own decode cache, so tests never read a stale one.
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "fer-cache"))
+
+
+def synthetic_faces(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Faces whose class is visible (a bright band at a class-specific row), so tiny models learn."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % len(EMOTIONS)
+    images = rng.integers(0, 80, size=(n, 48, 48), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 4 + 6 * label : 8 + 6 * label, :] = 230
+    return images, labels.astype(np.int64)
+
+
+def tiny_data(n_train: int = 64, n_val: int = 32, n_test: int = 32) -> FERData:
+    splits = {}
+    for seed, (name, n) in enumerate((("train", n_train), ("val", n_val), ("test", n_test))):
+        images, labels = synthetic_faces(n, seed)
+        splits[name] = Split(images, labels, [f"{name}/{i}.png" for i in range(n)])
+    return FERData("synthetic", "folders", splits, [])
+
+
+@pytest.fixture
+def tiny() -> FERData:
+    return tiny_data()
+
+
+def write_tree(root: Path, split_prefixes: dict[str, list[str]], per_class: int = 3, seed: int = 0) -> Path:
+    """Class folders with PNG faces: {"train": ["Training"], "test": ["PublicTest", "PrivateTest"]}."""
+    rng = np.random.default_rng(seed)
+    for split, prefixes in split_prefixes.items():
+        for label in EMOTIONS:
+            d = root / split / label
+            d.mkdir(parents=True, exist_ok=True)
+            for prefix in prefixes:
+                for i in range(per_class):
+                    face = rng.integers(0, 256, size=(48, 48), dtype=np.uint8)
+                    Image.fromarray(face).save(d / f"{prefix}_{label}_{i}.png")
+    return root
+
+
+def write_csv(path: Path, rows_per_usage: int = 7, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    lines = ["emotion,pixels,Usage"]
+    for usage in ("Training", "PublicTest", "PrivateTest"):
+        for i in range(rows_per_usage):
+            pixels = " ".join(map(str, rng.integers(0, 256, size=48 * 48)))
+            lines.append(f"{i % 7},{pixels},{usage}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def real_data_path() -> Path | None:
+    for candidate in (os.environ.get("FER_DATA"), REPO.parent / "shared" / "fer2013"):
+        if candidate and (Path(candidate) / "train").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def real_data() -> Path:
+    path = real_data_path()
+    if path is None:
+        pytest.skip("FER2013 not found: set FER_DATA to a copy (train/ val/ test/ or fer2013.csv) to run this test")
+    return path
+
+
+@pytest.fixture(scope="session")
+def astronaut_jpeg() -> bytes:
+    """scikit-image's public-domain NASA astronaut photo (one face), as JPEG bytes."""
+    skimage_data = pytest.importorskip("skimage.data")
+    buf = io.BytesIO()
+    Image.fromarray(skimage_data.astronaut()).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()

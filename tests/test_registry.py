@@ -1,0 +1,62 @@
+"""The registry against reality: every model builds, gives (B, 7), and matches its metadata."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fer_core
+from fer_core import EMOTIONS, get_spec, list_models
+from fer_core.labels import FER_CSV_CODE_TO_INDEX
+from fer_core.models import build_model, count_parameters
+
+
+def test_registry_lists_the_three_study_models():
+    assert list_models() == ["efficientnet_v2_s", "resnet18", "vgg16"]
+
+
+def test_unknown_model_is_a_value_error_listing_the_known_ones():
+    with pytest.raises(ValueError) as err:
+        get_spec("resnet50")
+    for name in list_models():
+        assert name in str(err.value)
+
+
+def test_label_order_is_imagefolder_order():
+    assert EMOTIONS == ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+    assert list(EMOTIONS) == sorted(EMOTIONS)
+    assert fer_core.EMOTIONS is EMOTIONS
+
+
+def test_csv_codes_map_to_our_names():
+    # fer2013.csv: 0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral
+    names = {code: EMOTIONS[i] for code, i in FER_CSV_CODE_TO_INDEX.items()}
+    assert names == {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "sad", 5: "surprise", 6: "neutral"}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_builds_and_matches_its_spec(name):
+    spec = get_spec(name)
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    assert count_parameters(model) == spec.parameters
+    x = torch.rand(3, 1, 48, 48)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (3, len(EMOTIONS))
+    assert torch.isfinite(y).all()
+    # normalisation lives in the network, with the spec's numbers
+    assert model.adapter.mean.item() == pytest.approx(spec.mean)
+    assert model.adapter.std.item() == pytest.approx(spec.std)
+    # the stem takes one gray channel
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == 1
+
+
+def test_spec_round_trips_as_plain_types():
+    import json
+
+    for name in list_models():
+        d = get_spec(name).to_dict()
+        assert json.loads(json.dumps(d)) == d
+        assert d["name"] == name

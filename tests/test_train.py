@@ -1,0 +1,91 @@
+"""Training: checkpoints describe themselves, load with weights_only, and resume exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_data
+
+from fer_core.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, slim
+from fer_core.errors import WeightsError
+from fer_core.labels import EMOTIONS
+from fer_core.train import TrainConfig, main
+
+
+def _cfg(tmp_path, **kw) -> TrainConfig:
+    base = dict(model="resnet18", out=str(tmp_path), epochs=2, batch_size=16, lr=0.05, progress=False, threads=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    data = tiny_data(n_train=48, n_val=16)
+    main(_cfg(tmp_path / "a", epochs=3), data=data)
+    main(_cfg(tmp_path / "b", epochs=3), data=data, stop_after=1)  # "killed" after epoch 1
+    interrupted = load_checkpoint(tmp_path / "b" / "resnet18" / "last.pt")
+    assert interrupted["epoch"] == 1
+    main(_cfg(tmp_path / "b", epochs=3), data=data, resume=True)
+
+    a = load_checkpoint(tmp_path / "a" / "resnet18" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "resnet18" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    strip = lambda h: [{k: v for k, v in r.items() if "seconds" not in k} for r in h]  # noqa: E731
+    assert strip(a["history"]) == strip(b["history"])
+    assert a["best"] == b["best"]
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
+
+
+def test_checkpoint_describes_itself(tmp_path):
+    data = tiny_data(n_train=32, n_val=16)
+    summary = main(_cfg(tmp_path, epochs=1), data=data)
+    ckpt = torch.load(tmp_path / "resnet18" / "last.pt", weights_only=True)  # no allow-lists needed
+    assert ckpt["format"] == FORMAT
+    assert ckpt["model"] == "resnet18"
+    assert ckpt["labels"] == list(EMOTIONS)
+    assert ckpt["spec"]["name"] == "resnet18"
+    assert ckpt["selected_on"] == "val" and ckpt["best"]["split"] == "val"
+    for key in ("state_dict", "optimizer", "scheduler", "rng", "config", "history", "epoch"):
+        assert key in ckpt
+    assert json.loads(json.dumps(ckpt["config"])) == ckpt["config"]  # plain types
+    row = ckpt["history"][0]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"):
+        assert isinstance(row[key], float)
+    assert summary["best"]["epoch"] == 1
+
+    best = load_checkpoint(tmp_path / "resnet18" / "best.pt")
+    assert "optimizer" not in best and best["best"] == ckpt["best"]
+    model = model_from_checkpoint(best)
+    assert model(torch.rand(2, 1, 48, 48)).shape == (2, 7)
+
+    half = slim(ckpt, half=True)
+    assert all(v.dtype != torch.float32 for v in half["state_dict"].values())
+    assert "optimizer" not in half
+
+
+def test_tiny_model_learns_the_synthetic_classes(tmp_path):
+    data = tiny_data(n_train=224, n_val=56)
+    summary = main(_cfg(tmp_path, epochs=4, lr=0.05, batch_size=16), data=data)
+    accs = [r["val_acc"] for r in summary["history"]]
+    assert max(accs) > 0.5, accs  # chance is 1/7
+
+
+def test_foreign_files_are_refused(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "x.pt")
+    with pytest.raises(WeightsError):
+        load_checkpoint(tmp_path / "x.pt")
+    (tmp_path / "y.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError):
+        load_checkpoint(tmp_path / "y.pt")
+
+
+def test_recipe_fills_unset_fields():
+    cfg = TrainConfig(model="vgg16").resolved()
+    from fer_core.registry import get_spec
+
+    for key, value in get_spec("vgg16").recipe.items():
+        assert getattr(cfg, key) == value
+    assert TrainConfig(model="vgg16", lr=0.01).resolved().lr == 0.01
