@@ -4,6 +4,7 @@ python -m fer_core train    --model resnet18 [--data PATH] [--epochs N] [--out r
 python -m fer_core evaluate --model resnet18|ensemble [--split val|test] [--tta none|flip|tencrop] [--out FILE]
 python -m fer_core export   [--model NAME ...] [--runs runs] [--weights weights]
 python -m fer_core predict  PHOTO_OR_FOLDER ... [--no-detect] [--format json|csv]
+python -m fer_core card     [--model NAME ...]   # weights/NAME.card.json from weights and results
 python -m fer_core models   # the registry
 """
 
@@ -137,7 +138,31 @@ def _run_predict(args: argparse.Namespace) -> int:
     )
 
 
-COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "export": _run_export, "predict": _run_predict}
+def _add_card(sub) -> None:
+    p = sub.add_parser("card", help="write weights/NAME.card.json from the shipped weights and stored runs")
+    p.add_argument("--model", nargs="*", help="models (default: every model with weights/NAME.onnx)")
+    p.add_argument("--weights", default="weights", help="folder of NAME.onnx (default: weights)")
+    p.add_argument("--results", default="results", help="folder of evaluation runs (default: results)")
+
+
+def _run_card(args: argparse.Namespace) -> int:
+    from .cards import shipped_models, write_card
+
+    names = args.model or shipped_models(args.weights)
+    if not names:
+        raise ValueError(f"no NAME.onnx in {args.weights}; export a model first")
+    for name in names:
+        print(f"{name}: {write_card(name, args.weights, args.results)}")
+    return 0
+
+
+COMMANDS = {
+    "train": _run_train,
+    "evaluate": _run_evaluate,
+    "export": _run_export,
+    "predict": _run_predict,
+    "card": _run_card,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_export(sub)
     _add_predict(sub)
+    _add_card(sub)
     sub.add_parser("models", help="list the registered models")
     return parser
 

@@ -92,3 +92,21 @@ def astronaut_jpeg() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(skimage_data.astronaut()).save(buf, format="JPEG", quality=92)
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    """Every registered model trained for one step on tiny synthetic data and exported, as the
+    real `weights/` folder would hold them (NAME.onnx + NAME.pt). Built once per test session."""
+    from fer_core.export import export_model
+    from fer_core.registry import list_models
+    from fer_core.train import TrainConfig, main
+
+    root = tmp_path_factory.mktemp("weights")
+    runs, out = root / "runs", root / "weights"
+    data = tiny_data(n_train=16, n_val=8, n_test=8)
+    for name in list_models():
+        cfg = TrainConfig(model=name, out=str(runs), epochs=1, batch_size=16, lr=0.01, progress=False, threads=2)
+        main(cfg, data=data)
+        export_model(name, runs, out)
+    return out

@@ -1,0 +1,155 @@
+"""Model cards: one machine-readable JSON per shipped model, next to its weights.
+
+    python -m fer_core card [--model NAME ...] [--weights weights] [--results results]
+
+A card is assembled only from files a run produced: the ONNX metadata (architecture, registry
+spec, training config and history, how the checkpoint was chosen), the evaluation runs in
+results/ (PublicTest and PrivateTest accuracy and macro-F1, with and without TTA) and the hashes
+of the shipped files. Nothing in it is typed in by hand, so it cannot drift from the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .registry import get_spec, list_models
+from .results import load_runs
+from .serving import OnnxModel, sha256_file
+
+CARD_SCHEMA = "fer_core.card/1"
+
+# Flags of `python -m fer_core train` that fix the recipe, in the order a command shows them.
+_RECIPE_FLAGS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "label_smoothing",
+    "mixup",
+    "seed",
+)
+
+
+def train_command(config: dict[str, Any]) -> str:
+    """The command line that repeats a run, from the config stored in its checkpoint."""
+    parts = ["python -m fer_core train", f"--model {config['model']}", "--data PATH"]
+    for key in _RECIPE_FLAGS:
+        value = config.get(key)
+        if value is not None:
+            parts.append(f"--{key.replace('_', '-')} {value}")
+    if config.get("pretrained"):
+        parts.append("--pretrained")
+    return " ".join(parts)
+
+
+def training_cost(history: list[dict[str, Any]], threads: int) -> dict[str, Any]:
+    """Wall-clock and CPU time of a run from its per-epoch rows.
+
+    Rows written since `cpu_seconds` was recorded give process CPU time directly. Older rows only
+    have wall-clock seconds, which include any time the machine was shared or the run paused;
+    for those the typical (median) epoch, times the epochs, times the threads, is the estimate.
+    """
+    wall = sum(r.get("seconds", 0.0) + r.get("eval_seconds", 0.0) for r in history)
+    if history and all("cpu_seconds" in r for r in history):
+        cpu = sum(r["cpu_seconds"] for r in history)
+        method = "sum of per-epoch process CPU time"
+    else:
+        typical = statistics.median(r.get("seconds", 0.0) + r.get("eval_seconds", 0.0) for r in history)
+        cpu = typical * len(history) * threads
+        method = f"median epoch wall-clock x {len(history)} epochs x {threads} threads"
+    return {
+        "wall_clock_hours": round(wall / 3600, 3),
+        "cpu_hours": round(cpu / 3600, 3),
+        "cpu_hours_method": method,
+        "threads": threads,
+    }
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def _result_entry(run: dict[str, Any]) -> dict[str, Any]:
+    m = run["metrics"]
+    return {
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro"]["f1"],
+        "weighted_f1": m["weighted"]["f1"],
+        "n": run["data"]["n"],
+        "run_file": run.get("_file"),
+        "weights_sha256": {w["model"]: w["sha256"] for w in run["weights"]},
+        "backend": run["timing"].get("backend"),
+        "git_commit": run.get("git_commit"),
+    }
+
+
+def build_card(
+    name: str, weights_dir: str | os.PathLike = "weights", results_dir: str | os.PathLike = "results"
+) -> dict[str, Any]:
+    """The card of one model, from its shipped files and its stored runs."""
+    spec = get_spec(name)
+    weights_dir = Path(weights_dir)
+    onnx_path = weights_dir / f"{name}.onnx"
+    model = OnnxModel(onnx_path)
+    meta = model.meta
+    config = meta["config"]
+    history = meta.get("history") or []
+    threads = int(config.get("threads") or os.cpu_count() or 1)
+    results: dict[str, dict[str, Any]] = {}
+    sha = model.sha256
+    for run in load_runs(results_dir):
+        if run["name"] != name:
+            continue
+        if sha not in {w["sha256"] for w in run["weights"]}:
+            continue  # a run of other weights of the same model: not evidence about these
+        results.setdefault(run["split"], {})[run["tta"]] = _result_entry(run)
+    files = {"onnx": _file_entry(onnx_path)}
+    pt = weights_dir / f"{name}.pt"
+    if pt.is_file():
+        files["pt"] = _file_entry(pt)
+    return {
+        "schema": CARD_SCHEMA,
+        "model": name,
+        "title": spec.title,
+        "architecture": {
+            "torchvision_name": spec.torchvision_name,
+            "parameters": meta.get("parameters"),
+            "input": meta.get("input"),
+            "head": spec.head,
+            "adaptations_48x48": list(spec.adaptations),
+        },
+        "training": {
+            "command": train_command(config),
+            "config": config,
+            "data": meta.get("data"),
+            "epochs": len(history),
+            "best_epoch": meta["best"].get("epoch"),
+            "selected_on": meta.get("selected_on"),
+            "selection": meta["best"],
+            "cost": training_cost(history, threads),
+            "torch_version": meta.get("torch_version"),
+            "from_scratch": not config.get("pretrained", False),
+        },
+        "results": results,
+        "files": files,
+    }
+
+
+def write_card(
+    name: str, weights_dir: str | os.PathLike = "weights", results_dir: str | os.PathLike = "results"
+) -> Path:
+    card = build_card(name, weights_dir, results_dir)
+    path = Path(weights_dir) / f"{name}.card.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(card, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def shipped_models(weights_dir: str | os.PathLike = "weights") -> list[str]:
+    return [m for m in list_models() if (Path(weights_dir) / f"{m}.onnx").is_file()]
