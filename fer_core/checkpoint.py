@@ -49,6 +49,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise WeightsError(f"{path} is not a readable fer_core checkpoint: {exc}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise WeightsError(f"{path} is not a {FORMAT} checkpoint")
+    missing = [k for k in ("model", "labels", "state_dict") if k not in ckpt]
+    if missing:
+        raise WeightsError(f"{path} lacks {', '.join(missing)}; it is a damaged or hand-made checkpoint")
     get_spec(ckpt["model"])  # unknown model -> ValueError listing the known ones
     if list(ckpt["labels"]) != list(EMOTIONS):
         raise WeightsError(f"{path} was trained with labels {ckpt['labels']}, this package uses {list(EMOTIONS)}")

@@ -189,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 spec = get_spec(name)
                 print(f"{name:18s} {spec.title:16s} input {spec.input_size}x{spec.input_size} gray; {spec.head}")
             return 0
-    except (InvalidImageError, DataLayoutError, WeightsError, ValueError) as exc:
+    except (InvalidImageError, DataLayoutError, WeightsError, ValueError, OSError) as exc:
+        # OSError: an output folder that does not exist, a full disk, a file we may not read
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1

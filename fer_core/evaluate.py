@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,12 +168,9 @@ def environment() -> dict[str, Any]:
         "processor": _cpu_name(),
         "cpus": os.cpu_count(),
     }
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # recorded when the run used it; never imported just for this
+    if torch is not None:
         env["torch"] = str(torch.__version__)
-    except ImportError:
-        pass
     return env
 
 

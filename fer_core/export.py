@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_atomic, slim
+from .errors import WeightsError
 from .models import FER_INPUT_SIZE, count_parameters
 from .serving import META_KEY, ONNX_FORMAT, OnnxModel, sha256_file
 
@@ -47,11 +48,18 @@ def onnx_metadata(ckpt: dict[str, Any], checkpoint_sha256: str, parameters: int)
     }
 
 
+def require_val_selected(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """Only checkpoints chosen on val ship: one chosen on test would report a biased test score."""
+    if ckpt.get("selected_on") != "val":
+        raise WeightsError(f"{path} was selected on {ckpt.get('selected_on')!r}; only val-selected checkpoints ship")
+
+
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
     """Checkpoint -> ONNX file with metadata, checked against torch. Returns the check figures."""
     import onnx
 
     ckpt = load_checkpoint(checkpoint)
+    require_val_selected(ckpt, checkpoint)
     model = model_from_checkpoint(ckpt)
     meta = onnx_metadata(ckpt, sha256_file(checkpoint), count_parameters(model))
     out = Path(out)
@@ -109,8 +117,7 @@ def export_model(
     """runs/NAME/best.pt -> weights/NAME.onnx and weights/NAME.pt (slim)."""
     best = Path(runs) / name / "best.pt"
     ckpt = load_checkpoint(best)
-    if ckpt.get("selected_on") != "val":
-        raise ValueError(f"{best} was selected on {ckpt.get('selected_on')!r}; only val-selected checkpoints ship")
+    require_val_selected(ckpt, best)
     info = export_onnx(best, Path(weights) / f"{name}.onnx")
     save_atomic(slim(ckpt, half=half), Path(weights) / f"{name}.pt")
     return info

@@ -31,7 +31,8 @@ def load_image(source: ImageSource, channel_order: str = "RGB") -> Image.Image:
     if isinstance(source, np.ndarray):
         return _from_array(source, channel_order)
     if isinstance(source, Image.Image):
-        return _normalise(_check_size(source, "the image"), "the image")
+        # Image.open is lazy: a caller's image may still hold undecoded (truncated) data.
+        return _normalise(_load_pixels(_check_size(source, "the image"), "the image"), "the image")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -61,14 +62,20 @@ def _from_bytes(raw: bytes, what: str) -> Image.Image:
     except Exception as exc:
         raise InvalidImageError(f"{what} could not be opened as an image: {exc}") from None
     _check_size(im, what)
+    return _normalise(_load_pixels(im, what, first_frame=True), what)
+
+
+def _load_pixels(im: Image.Image, what: str, first_frame: bool = False) -> Image.Image:
+    """Decode now, so a damaged file fails here with a clear message rather than later."""
     try:
-        im.seek(0)  # first frame of an animation
+        if first_frame:
+            im.seek(0)  # first frame of an animation
         im.load()
     except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"{what} is too large to decode safely: {exc}") from None
     except Exception as exc:  # truncated files, bad CRCs, broken codecs
         raise InvalidImageError(f"{what} is damaged or truncated and could not be decoded ({exc})") from None
-    return _normalise(im, what)
+    return im
 
 
 def _check_size(im: Image.Image, what: str) -> Image.Image:

@@ -148,11 +148,13 @@ class Predictor:
             probs[name] = predict_proba(model, faces) if len(faces) else np.zeros((0, len(EMOTIONS)))
             timings[name] = (time.perf_counter() - t) * 1000
         ensemble = np.mean(list(probs.values()), axis=0) if len(faces) else np.zeros((0, len(EMOTIONS)))
+        labels = tuple(next(iter(self.models.values())).labels)  # from the weights (checked == EMOTIONS)
         results = [
             FacePrediction(
                 box=b,
                 probabilities={m: [float(v) for v in p[i]] for m, p in probs.items()},
                 ensemble=[float(v) for v in ensemble[i]],
+                labels=labels,
                 face=faces[i],
             )
             for i, b in enumerate(boxes)

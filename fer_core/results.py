@@ -54,10 +54,14 @@ def validate_run(run: Any) -> dict[str, Any]:
             raise RunSchemaError(f"missing field {key!r}")
         if not isinstance(run[key], typ):
             raise RunSchemaError(f"field {key!r} has the wrong type ({type(run[key]).__name__})")
+    if not all(isinstance(name, str) for name in run["models"]):
+        raise RunSchemaError("models must be a list of model names")
     labels = run["labels"]
     if labels != list(EMOTIONS):
         raise RunSchemaError(f"labels {labels} differ from {list(EMOTIONS)}")
     k = len(labels)
+    # Every container is type-checked before it is indexed: files come from users too, and a
+    # malformed one must give a RunSchemaError, never an AttributeError from deep inside.
     m = run["metrics"]
     for key in ("accuracy", "macro", "weighted", "per_class", "confusion_matrix"):
         if key not in m:
@@ -65,19 +69,27 @@ def validate_run(run: Any) -> dict[str, Any]:
     if not _number(m["accuracy"], 0, 1):
         raise RunSchemaError("metrics.accuracy must be a number in [0, 1]")
     for avg in ("macro", "weighted"):
+        if not isinstance(m[avg], dict):
+            raise RunSchemaError(f"metrics.{avg} must be an object")
         for key in ("precision", "recall", "f1"):
             if not _number(m[avg].get(key), 0, 1):
                 raise RunSchemaError(f"metrics.{avg}.{key} must be a number in [0, 1]")
-    if set(m["per_class"]) != set(labels):
+    if not isinstance(m["per_class"], dict) or set(m["per_class"]) != set(labels):
         raise RunSchemaError("metrics.per_class must have one entry per label")
     for name, row in m["per_class"].items():
+        if not isinstance(row, dict):
+            raise RunSchemaError(f"metrics.per_class.{name} must be an object")
         for key in ("precision", "recall", "f1", "specificity"):
             if not _number(row.get(key), 0, 1):
                 raise RunSchemaError(f"metrics.per_class.{name}.{key} must be a number in [0, 1]")
         if not isinstance(row.get("support"), int):
             raise RunSchemaError(f"metrics.per_class.{name}.support must be an integer")
     cm = m["confusion_matrix"]
-    if len(cm) != k or any(len(r) != k or not all(isinstance(v, int) and v >= 0 for v in r) for r in cm):
+    if (
+        not isinstance(cm, list)
+        or len(cm) != k
+        or any(not isinstance(r, list) or len(r) != k or not all(isinstance(v, int) and v >= 0 for v in r) for r in cm)
+    ):
         raise RunSchemaError(f"metrics.confusion_matrix must be {k}x{k} non-negative integers")
     n = run["data"].get("n")
     if not isinstance(n, int) or sum(map(sum, cm)) != n:
@@ -88,16 +100,23 @@ def validate_run(run: Any) -> dict[str, Any]:
         raise RunSchemaError("samples must hold the lists ids, y_true and probs")
     if not (len(ids) == len(y) == len(probs) == n):
         raise RunSchemaError("samples.ids, y_true and probs must each have data.n entries")
+    if not all(isinstance(i, str) for i in ids):
+        raise RunSchemaError("samples.ids must hold strings")
     if any(not isinstance(v, int) or not 0 <= v < k for v in y):
         raise RunSchemaError(f"samples.y_true must hold class indices 0..{k - 1}")
-    if any(not isinstance(p, list) or len(p) != k for p in probs):
-        raise RunSchemaError(f"samples.probs must hold {k} probabilities per image")
+    if not _probability_rows(probs, k):
+        raise RunSchemaError(f"samples.probs must hold {k} probabilities in [0, 1] per image")
     if "per_model" in s:
-        if set(s["per_model"]) != set(run["models"]):
+        per_model = s["per_model"]
+        if not isinstance(per_model, dict) or set(per_model) != set(run["models"]):
             raise RunSchemaError("samples.per_model must have one entry per model of the run")
-        if any(len(v) != n for v in s["per_model"].values()):
-            raise RunSchemaError("samples.per_model lists must have data.n entries")
+        if any(not isinstance(v, list) or len(v) != n or not _probability_rows(v, k) for v in per_model.values()):
+            raise RunSchemaError(f"samples.per_model lists must have data.n rows of {k} probabilities")
     return run
+
+
+def _probability_rows(rows: list, k: int) -> bool:
+    return all(isinstance(p, list) and len(p) == k and all(_number(v, 0, 1) for v in p) for p in rows)
 
 
 def _number(v: Any, lo: float, hi: float) -> bool:
@@ -116,9 +135,13 @@ def write_run(run: dict[str, Any], path: str | os.PathLike) -> Path:
         path = path / run_filename(run)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(run, fh, separators=(",", ":"))
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(run, fh, separators=(",", ":"))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)  # a value json cannot write must not leave a stray file
+        raise
     return path
 
 
@@ -130,6 +153,8 @@ def parse_run(raw: bytes | str, source: str = "run file") -> dict[str, Any]:
         run = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunSchemaError(f"{source} is not JSON: {exc}") from None
+    except RecursionError:  # "[[[[..." a few MB deep; json.loads would otherwise crash the reader
+        raise RunSchemaError(f"{source} is nested too deeply to be a run file") from None
     try:
         return validate_run(run)
     except RunSchemaError as exc:

@@ -62,7 +62,12 @@ class OnnxModel:
         raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
         if raw is None:
             raise WeightsError(f"{self.path} has no '{META_KEY}' metadata; export it with `python -m fer_core export`")
-        self.meta: dict[str, Any] = json.loads(raw)
+        try:
+            self.meta: dict[str, Any] = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise WeightsError(f"{self.path}: its '{META_KEY}' metadata is not valid JSON ({exc})") from None
+        if not isinstance(self.meta, dict) or not {"model", "labels"} <= set(self.meta):
+            raise WeightsError(f"{self.path}: its '{META_KEY}' metadata lacks the model name or labels")
         if self.meta.get("format") != ONNX_FORMAT:
             raise WeightsError(f"{self.path}: metadata format {self.meta.get('format')!r}, expected {ONNX_FORMAT!r}")
         self.name: str = self.meta["model"]

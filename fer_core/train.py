@@ -54,7 +54,7 @@ class TrainConfig:
     augment: dict[str, Any] = field(default_factory=lambda: AugmentConfig().to_dict())
     seed: int = 0
     limit: int | None = None  # train on a seeded subset of this many images (smoke runs, tests)
-    val_limit: int | None = None  # evaluate on the first N val images (tests only)
+    val_limit: int | None = None  # select on a seeded subset of N val images (smoke runs, tests)
     pretrained: bool = False  # ImageNet init through torchvision's weights API (needs the file)
     precision: str = "auto"  # auto: fp16 + GradScaler on CUDA, bf16 on CPUs with native bf16, else fp32
     channels_last: bool = True  # faster convolutions on CPU (oneDNN) and on tensor cores
@@ -141,6 +141,14 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adamw")
 
 
+def rank_batches(order: torch.Tensor, batch_size: int, rank: int = 0, world: int = 1) -> list[torch.Tensor]:
+    """This process's batches of an epoch. Every rank draws the same `order`; global step s takes
+    the `world` consecutive slices after s * world * batch_size, rank r the r-th, so ranks never
+    share an image and all run the same number of steps (a trailing partial batch is dropped)."""
+    steps = len(order) // (batch_size * world)
+    return [order[(step * world + rank) * batch_size : (step * world + rank + 1) * batch_size] for step in range(steps)]
+
+
 def epoch_generator(cfg: TrainConfig, epoch: int) -> torch.Generator:
     """All randomness of an epoch (order, augmentation, mixup) comes from its own seed."""
     return torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
@@ -161,16 +169,14 @@ def train_one_epoch(
     rank, world = _dist_info()
     g = epoch_generator(cfg, epoch)
     torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * rank)  # dropout, stochastic depth
-    order = torch.randperm(len(train), generator=g)
-    steps = len(order) // (cfg.batch_size * world)
+    batches = rank_batches(torch.randperm(len(train), generator=g), cfg.batch_size, rank, world)
     aug = AugmentConfig.from_dict(cfg.augment)
     images = torch.from_numpy(train.images)
     labels = torch.from_numpy(train.labels)
     loss_sum = correct = seen = 0.0
     start, cpu_start = time.perf_counter(), time.process_time()
-    bar = _progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and rank == 0)
-    for step in range(steps):
-        idx = order[(step * world + rank) * cfg.batch_size : (step * world + rank + 1) * cfg.batch_size]
+    bar = _progress(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and rank == 0)
+    for idx in batches:
         x = images[idx].unsqueeze(1).float().div_(255.0)
         x = augment_batch(x, g, aug)
         y = labels[idx]
@@ -203,6 +209,10 @@ def train_one_epoch(
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
     if bar is not None:
         bar.close()
+    if world > 1:  # each rank saw its own shard; the history reports the whole epoch
+        totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64)
+        dist.all_reduce(totals)
+        loss_sum, correct, seen = totals.tolist()
     return {
         "train_loss": loss_sum / max(seen, 1),
         "train_acc": correct / max(seen, 1),

@@ -110,3 +110,53 @@ def weights_dir(tmp_path_factory) -> Path:
         main(cfg, data=data)
         export_model(name, runs, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def results_dir(tmp_path_factory, weights_dir) -> Path:
+    """A results/ folder as the Benchmarks page reads it: an ensemble run and a single-model run
+    of the tiny weights on synthetic test data, plus a speed benchmark record."""
+    import json
+
+    from fer_core.evaluate import evaluate
+    from fer_core.results import write_run
+
+    out = tmp_path_factory.mktemp("results")
+    data = tiny_data(n_train=16, n_val=8, n_test=21)
+    for name in ("ensemble", "resnet18"):
+        write_run(evaluate(name, "test", data=data, weights_dir=str(weights_dir), threads=1), out)
+    bench = {
+        "schema": "fer_core.bench/1",
+        "created_utc": "2026-01-01T00:00:00Z",
+        "models": ["efficientnet_v2_s", "resnet18", "vgg16"],
+        "photo": {"file": "astronaut.jpg", "width": 512, "height": 512, "bytes": 74962},
+        "cold_start": {"import_s": 0.5, "load_s": 0.7, "ready_s": 1.2, "process_wall_s": 1.4},
+        "latency": {
+            "runs": 30,
+            "faces": 1,
+            "median_ms": 40.0,
+            "p95_ms": 55.0,
+            "stages_median_ms": {"decode": 2.0, "detect": 20.0, "resnet18": 5.0},
+        },
+        "memory": {"rss_mb": 300.0},
+        "environment": {"cpus": 2},
+    }
+    (out / "bench_app.json").write_text(json.dumps(bench))
+    return out
+
+
+@pytest.fixture(scope="session")
+def checkpoints_dir(weights_dir) -> Path:
+    """The fp32 training output (runs/NAME/best.pt) that `weights_dir` was exported from."""
+    return weights_dir.parent / "runs"
+
+
+def run_python(*args: str, timeout: float = 300, env: dict[str, str] | None = None):
+    """`python ARGS` in a fresh process from the repository root, as a user would run it."""
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout
+    )

@@ -1,0 +1,185 @@
+"""The command line as a user runs it (a fresh `python -m fer_core` process from the repository
+root): usage, the registry, batch prediction with a bad file, evaluation on a CSV data set, and
+one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from conftest import run_python, write_csv
+
+from fer_core import cli
+from fer_core.batch import csv_header
+from fer_core.errors import DataLayoutError, InvalidImageError, WeightsError
+from fer_core.labels import EMOTIONS
+from fer_core.registry import list_models
+from fer_core.results import parse_run
+
+
+def fer(*args: str, **kw):
+    return run_python("-m", "fer_core", *args, **kw)
+
+
+def _no_traceback(r) -> None:
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, r.stderr
+
+
+def test_no_arguments_prints_usage():
+    r = fer()
+    assert r.returncode != 0
+    assert "usage: python -m fer_core" in r.stderr
+    for command in ("train", "evaluate", "export", "predict", "models"):
+        assert command in r.stderr
+    _no_traceback(r)
+
+
+def test_models_lists_the_registry():
+    r = fer("models")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list_models()
+
+
+def test_an_unknown_model_is_refused_with_the_known_names():
+    r = fer("train", "--model", "nope")
+    assert r.returncode != 0
+    assert "nope" in r.stderr and all(name in r.stderr for name in list_models())
+    _no_traceback(r)
+
+
+@pytest.fixture
+def photos(tmp_path, astronaut_jpeg):
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    (folder / "a_astronaut.jpg").write_bytes(astronaut_jpeg)
+    (folder / "more" / "b_garbage.jpg").write_bytes(b"this is not a JPEG\n" * 20)
+    (folder / "notes.txt").write_text("not an image suffix: never read")
+    return folder
+
+
+def test_predict_a_folder_as_json_lines(photos, weights_dir, tmp_path):
+    out = tmp_path / "faces.jsonl"
+    # -X importtime lists every module the process imported: the predict path must not need torch
+    r = run_python(
+        "-X",
+        "importtime",
+        "-m",
+        "fer_core",
+        "predict",
+        str(photos),
+        "--weights-dir",
+        str(weights_dir),
+        "-o",
+        str(out),
+        "--no-progress",
+        "--threads",
+        "1",
+    )
+    assert r.returncode == 1, r.stderr  # one file failed
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "b_garbage.jpg" in errors[0] and "not an image" in errors[0]
+    _no_traceback(r)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "onnxruntime" in imported and "torch" not in imported
+
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["file"] for row in rows] == [str(photos / "a_astronaut.jpg"), str(photos / "more" / "b_garbage.jpg")]
+    (face,) = rows[0]["faces"]
+    assert face["label"] in EMOTIONS and set(face["models"]) == set(list_models())
+    assert 170 <= face["box"]["x"] <= 290
+    assert "not an image" in rows[1]["error"] and "faces" not in rows[1]
+
+
+def test_predict_a_folder_as_csv(photos, weights_dir, tmp_path):
+    out = tmp_path / "faces.csv"
+    r = fer(
+        "predict",
+        str(photos),
+        "--weights-dir",
+        str(weights_dir),
+        "--format",
+        "csv",
+        "-o",
+        str(out),
+        "--no-progress",
+        "--no-detect",
+        "--models",
+        "resnet18",
+        "vgg16",
+    )
+    assert r.returncode == 1 and "b_garbage.jpg" in r.stderr
+    _no_traceback(r)
+    with open(out, newline="") as fh:
+        header, *rows = list(csv.reader(fh))
+    assert header == csv_header(["resnet18", "vgg16"])
+    assert len(rows) == 2 and all(len(row) == len(header) for row in rows)
+    good, bad = (dict(zip(header, row, strict=True)) for row in rows)
+    assert good["file"].endswith("a_astronaut.jpg") and good["error"] == ""
+    assert (good["x"], good["y"], good["w"], good["h"]) == ("0", "0", "512", "512")  # --no-detect
+    assert sum(float(good[f"p_{e}"]) for e in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
+    assert bad["file"].endswith("b_garbage.jpg") and "not an image" in bad["error"] and bad["label"] == ""
+
+
+def test_evaluate_a_csv_data_set(weights_dir, tmp_path):
+    data = write_csv(tmp_path / "fer2013.csv", rows_per_usage=7)
+    out = tmp_path / "results"
+    r = fer(
+        "evaluate",
+        "--model",
+        "resnet18",
+        "--data",
+        str(data),
+        "--weights-dir",
+        str(weights_dir),
+        "--split",
+        "test",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    )
+    assert r.returncode == 0, r.stderr
+    written = out / "resnet18_test_none.json"
+    assert str(written) in r.stdout and "accuracy" in r.stdout
+    run = parse_run(written.read_bytes())
+    assert run["data"]["n"] == 7 and run["data"]["layout"] == "csv" and run["split"] == "test"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "--model", "resnet18", "--data", "{tmp}/nowhere"], "error: no FER2013 data at {tmp}/nowhere"),
+        (["train", "--model", "resnet18", "--data", "{tmp}/nowhere", "--no-progress"], "error: no FER2013 data at"),
+        (["evaluate", "--model", "resnet50"], "error: unknown model 'resnet50'; known models: "),
+        (["predict", "{tmp}/x.jpg", "--weights-dir", "{tmp}"], "error: no model weights in {tmp}"),
+        (["export", "--checkpoint", "{tmp}/x.pt"], "error: --checkpoint needs --out FILE.onnx"),
+    ],
+    ids=["missing-data-evaluate", "missing-data-train", "unknown-model", "no-weights", "bad-arguments"],
+)
+def test_user_errors_are_one_line_without_traceback(args, message, weights_dir, tmp_path):
+    fill = lambda s: s.replace("{tmp}", str(tmp_path))  # noqa: E731
+    argv = [fill(a) for a in args]
+    if argv[0] == "evaluate":
+        argv += ["--weights-dir", str(weights_dir), "--out", str(tmp_path / "results")]
+    r = fer(*argv)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr  # one line
+    assert r.stderr.startswith(fill(message)), r.stderr
+    _no_traceback(r)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [InvalidImageError("bad photo"), DataLayoutError("bad data"), WeightsError("bad weights"), ValueError("bad")],
+)
+def test_the_cli_turns_user_errors_into_messages(error, monkeypatch, capsys):
+    def fail(args):
+        raise error
+
+    monkeypatch.setitem(cli.COMMANDS, "predict", fail)
+    assert cli.main(["predict", "photo.jpg"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {error}\n" and captured.out == ""

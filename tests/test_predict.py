@@ -1,0 +1,246 @@
+"""The Python API on photos: face boxes, every input kind, one preprocessing path, EXIF, bad inputs."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from conftest import synthetic_faces
+from PIL import Image
+
+import fer_core
+from fer_core import EMOTIONS, InvalidImageError
+from fer_core.data import _decode
+from fer_core.faces import Box, crop_face
+from fer_core.imageio import load_image, to_gray
+from fer_core.preprocess import predict_proba
+
+# In scikit-image's 512x512 astronaut the face spans roughly x 170-290, y 60-200; OpenCV's
+# cascade finds it at about (177, 67, 93, 93).
+FACE_X, FACE_Y = (170, 290), (60, 200)
+
+
+@pytest.fixture(scope="module")
+def predictor(weights_dir):
+    return fer_core.Predictor.load(weights_dir, threads=1)
+
+
+def _jpeg(rgb: np.ndarray, **save) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="JPEG", quality=92, **save)
+    return buf.getvalue()
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header claims width x height (a decompression bomb's few bytes)."""
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    raw = bytearray(buf.getvalue())
+    struct.pack_into(">II", raw, 16, width, height)  # IHDR data starts after signature, length, type
+    struct.pack_into(">I", raw, 29, zlib.crc32(bytes(raw[12:29])))
+    return bytes(raw)
+
+
+def _same(a: list, b: list) -> None:
+    assert len(a) == len(b)
+    for fa, fb in zip(a, b, strict=True):
+        assert fa.box == fb.box
+        for name in fa.probabilities:
+            np.testing.assert_allclose(fa.probabilities[name], fb.probabilities[name], rtol=0, atol=1e-6)
+
+
+def test_the_astronaut_has_one_face_where_her_face_is(predictor, astronaut_jpeg):
+    analysis = predictor.analyze(astronaut_jpeg)
+    assert analysis.detected and analysis.faces_found == 1 and not analysis.truncated
+    (face,) = analysis.faces
+    b = face.box
+    assert 0 <= b.x and 0 <= b.y and b.x + b.w <= 512 and b.y + b.h <= 512
+    assert FACE_X[0] <= b.x and b.x + b.w <= FACE_X[1] and FACE_Y[0] <= b.y and b.y + b.h <= FACE_Y[1]
+    assert b.w >= 60 and b.h >= 60
+    # what reaches the networks is the documented crop of that box
+    assert face.face.shape == (48, 48) and face.face.dtype == np.uint8
+    assert np.array_equal(face.face, crop_face(to_gray(load_image(astronaut_jpeg)), b))
+    assert set(face.probabilities) == set(predictor.model_names) == set(fer_core.list_models())
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.full((480, 640), 128, np.uint8),  # uniform gray
+        np.full((480, 640, 3), 255, np.uint8),  # white
+        np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8),  # noise
+    ],
+    ids=["gray", "white", "noise"],
+)
+def test_no_face_where_there_is_none(predictor, image):
+    analysis = predictor.analyze(image)
+    assert analysis.faces == [] and analysis.faces_found == 0
+
+
+def test_every_input_kind_gives_the_same_result(predictor, astronaut_jpeg, tmp_path):
+    rgb = np.asarray(load_image(astronaut_jpeg))
+    assert rgb.shape == (512, 512, 3)
+    gray = to_gray(Image.fromarray(rgb))
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    path = tmp_path / "astronaut.jpg"
+    path.write_bytes(astronaut_jpeg)
+    reference = predictor.predict(astronaut_jpeg)
+    assert len(reference) == 1
+    sources = {
+        "path": (path, "RGB"),
+        "str path": (str(path), "RGB"),
+        "bytearray": (bytearray(astronaut_jpeg), "RGB"),
+        "PIL": (Image.open(io.BytesIO(astronaut_jpeg)), "RGB"),
+        "numpy RGB": (rgb, "RGB"),
+        "numpy BGR": (np.ascontiguousarray(rgb[:, :, ::-1]), "BGR"),
+        "numpy float": (rgb / 255.0, "RGB"),
+        "numpy uint16": (rgb.astype(np.uint16) * 257, "RGB"),
+        "numpy RGBA": (rgba, "RGB"),
+        "numpy BGRA": (np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]]), "BGR"),
+        "PIL RGBA": (Image.fromarray(rgba), "RGB"),
+        "numpy gray": (gray, "RGB"),
+        "numpy gray (H, W, 1)": (gray[:, :, None], "RGB"),
+        "PIL gray": (Image.fromarray(gray), "RGB"),
+    }
+    for what, (source, order) in sources.items():
+        faces = predictor.predict(source, channel_order=order)
+        try:
+            _same(faces, reference)
+        except AssertionError as exc:
+            raise AssertionError(f"{what}: {exc}") from None
+
+
+def test_bgr_without_saying_so_is_read_as_rgb(predictor, astronaut_jpeg):
+    rgb = np.asarray(load_image(astronaut_jpeg))
+    swapped = np.ascontiguousarray(rgb[:, :, ::-1])
+    assert np.array_equal(np.asarray(load_image(swapped, channel_order="BGR")), rgb)
+    assert not np.array_equal(np.asarray(load_image(swapped)), rgb)
+    with pytest.raises(ValueError, match="channel_order"):
+        predictor.predict(rgb, channel_order="BRG")
+
+
+def test_detect_false_reads_the_centred_square_as_one_face(predictor, astronaut_jpeg):
+    (face,) = predictor.predict(astronaut_jpeg, detect=False)
+    assert face.box == Box(0, 0, 512, 512)
+    wide = np.asarray(load_image(astronaut_jpeg))[:400]  # 512 wide, 400 high
+    (face,) = predictor.predict(wide, detect=False)
+    assert face.box == Box(56, 0, 400, 400)
+    tiny = np.zeros((3, 5), np.uint8)  # too small for the detector, still one face without it
+    assert predictor.predict(tiny) == [] and len(predictor.predict(tiny, detect=False)) == 1
+
+
+def test_face_prediction_is_typed_and_serialisable(predictor, astronaut_jpeg):
+    (face,) = predictor.predict(astronaut_jpeg)
+    d = json.loads(json.dumps(face.to_dict()))
+    assert d == face.to_dict()
+    assert d["labels"] == list(EMOTIONS)
+    assert d["box"] == face.box._asdict() and all(isinstance(v, int) for v in d["box"].values())
+    assert sum(d["ensemble"]) == pytest.approx(1.0, abs=1e-6)
+    assert set(d["models"]) == set(predictor.model_names)
+    for name, m in d["models"].items():
+        assert sum(m["probabilities"]) == pytest.approx(1.0, abs=1e-6)
+        assert (m["label"], m["score"]) == face.top(name)
+        assert m["label"] == EMOTIONS[int(np.argmax(m["probabilities"]))]
+    np.testing.assert_allclose(d["ensemble"], np.mean([m["probabilities"] for m in d["models"].values()], axis=0))
+    assert d["label"] == face.label == EMOTIONS[int(np.argmax(face.ensemble))]
+    assert d["score"] == face.score == max(face.ensemble)
+    assert d["agree"] == (len({m["label"] for m in d["models"].values()}) == 1)
+
+
+def test_a_fer_face_reaches_the_network_as_in_evaluation(predictor, tmp_path):
+    """One preprocessing path: a 48x48 gray face given to the app with detect=False is fed exactly
+    as evaluation feeds a FER2013 image (the data loader's decode, then predict_proba)."""
+    faces, _ = synthetic_faces(3, seed=11)
+    for i, face in enumerate(faces):
+        file = tmp_path / f"PrivateTest_{i}.png"
+        Image.fromarray(face).save(file)
+        as_evaluated = _decode(file)  # what fer_core.data puts in a Split
+        assert np.array_equal(as_evaluated, face)
+        for source in (face, file, Image.fromarray(face)):
+            (got,) = predictor.predict(source, detect=False)
+            assert np.array_equal(got.face, as_evaluated)
+            for name, model in predictor.models.items():
+                expected = predict_proba(model, as_evaluated[None])[0]
+                assert got.probabilities[name] == [float(v) for v in expected]  # exactly
+
+
+@pytest.mark.parametrize("orientation, turns", [(3, 2), (6, 1), (8, -1)])
+def test_exif_orientation_is_applied(predictor, astronaut_jpeg, orientation, turns):
+    upright = np.asarray(load_image(astronaut_jpeg))[:400]  # not square, so a turn shows in the size
+    stored = np.rot90(upright, k=turns)  # the pixels as a phone would store them
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    photo = _jpeg(stored, exif=exif.tobytes())
+
+    (expected,) = predictor.predict(_jpeg(upright))
+    # without the tag the pixels stay as stored: no box lands on the upright face
+    untagged = predictor.analyze(_jpeg(stored))
+    assert untagged.image.size == (stored.shape[1], stored.shape[0])
+    assert all(np.abs(np.subtract(f.box, expected.box)).max() > 4 for f in untagged.faces)
+
+    analysis = predictor.analyze(photo)
+    assert analysis.image.size == (512, 400)
+    (face,) = analysis.faces
+    # boxes are in upright-image pixels (JPEG re-encoding of rotated blocks moves them a pixel or two)
+    assert np.abs(np.subtract(face.box, expected.box)).max() <= 4
+    assert FACE_X[0] <= face.box.x and face.box.x + face.box.w <= FACE_X[1]
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda jpeg: b"", "empty (0 bytes)"),
+        (lambda jpeg: b"hello, this is a text file\n" * 10, "not an image"),
+        (lambda jpeg: jpeg[: len(jpeg) // 2], "damaged or truncated"),
+        (lambda jpeg: Image.open(io.BytesIO(jpeg[: len(jpeg) // 2])), "damaged or truncated"),
+        (lambda jpeg: _png_declaring(30000, 30000), "too large to decode safely"),  # Pillow's guard
+        (lambda jpeg: _png_declaring(10000, 8000), "over the 50-megapixel limit"),  # ours, below Pillow's
+        (lambda jpeg: object(), "cannot read an image from a object"),
+        (lambda jpeg: 42, "cannot read an image from a int"),
+        (lambda jpeg: np.zeros((10, 10, 2), np.uint8), "shape (10, 10, 2)"),
+        (lambda jpeg: np.zeros((0, 10), np.uint8), "empty"),
+        (lambda jpeg: np.full((10, 10), np.nan), "finite values in [0, 1]"),
+        (lambda jpeg: np.zeros((10, 10), np.int64), "uint8, uint16 or float"),
+    ],
+    ids=[
+        "zero-bytes",
+        "text",
+        "truncated-jpeg",
+        "truncated-PIL",
+        "bomb",
+        "too-many-pixels",
+        "object",
+        "int",
+        "two-channels",
+        "empty-array",
+        "nan",
+        "int64",
+    ],
+)
+def test_bad_inputs_raise_invalid_image_error(predictor, astronaut_jpeg, make, fragment):
+    with pytest.raises(InvalidImageError) as err:
+        predictor.predict(make(astronaut_jpeg))
+    assert isinstance(err.value, ValueError)
+    assert fragment in str(err.value)
+
+
+def test_missing_and_oversized_files(predictor, tmp_path, monkeypatch):
+    with pytest.raises(InvalidImageError, match="no such file"):
+        predictor.predict(tmp_path / "nope.jpg")
+    import fer_core.imageio
+
+    monkeypatch.setattr(fer_core.imageio, "MAX_BYTES", 1000)
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(big)
+    with pytest.raises(InvalidImageError, match="over the 0 MB limit"):
+        predictor.predict(big)
+    with pytest.raises(InvalidImageError, match="over the 0 MB limit"):
+        predictor.predict(big.read_bytes())
+
+
+def test_pillow_decompression_guard_stays_on():
+    assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS >= 50_000_000
