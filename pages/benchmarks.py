@@ -1,0 +1,125 @@
+"""Benchmarks: our evaluation runs from results/ (plus any run file you upload), read side by side."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app_state import get_runs, results_dir
+from fer_core.appdata import (
+    PER_CLASS_METRICS,
+    agreement,
+    collect_histories,
+    confusion_figure,
+    escape_markdown,
+    history_figure,
+    model_title,
+    per_class_figure,
+    per_model_probs,
+    read_json_file,
+    reference_rows,
+    run_label,
+    subset_ensemble,
+    summary_rows,
+)
+from fer_core.results import RunSchemaError, parse_run
+
+st.title("Benchmarks")
+st.caption(f"Evaluation runs read from `{results_dir()}`. Checkpoints were selected on val/; test/ is only reported.")
+
+runs = get_runs()
+with st.expander("Add your own run files"):
+    user_files = st.file_uploader(
+        "Run files written by `python -m fer_core evaluate` (schema fer_core.run/1)",
+        type=["json"],
+        accept_multiple_files=True,
+    )
+    for f in user_files or []:
+        try:
+            runs.append({**parse_run(f.getvalue(), f.name), "_file": f"{f.name} (uploaded)"})
+        except RunSchemaError as exc:
+            st.error(f"Not added: {escape_markdown(exc)}", icon=":material/rule:")
+
+if not runs:
+    st.info(
+        "No evaluation runs yet. Write one with "
+        "`python -m fer_core evaluate --model ensemble --split test --out results/`, "
+        "or upload a run file above.",
+        icon=":material/hourglass_empty:",
+    )
+else:
+    labels = {run_label(r): r for r in runs}
+
+    st.header("Summary")
+    st.dataframe(pd.DataFrame(summary_rows(runs)), hide_index=True)
+
+    st.header("Confusion matrix")
+    left, right = st.columns([3, 1])
+    chosen = left.selectbox("Run", list(labels), key="cm-run")
+    normalise = right.toggle("Row-normalised (recall per true class)", value=True)
+    run = labels[chosen]
+    st.plotly_chart(confusion_figure(run["metrics"]["confusion_matrix"], run["labels"], normalise), key="cm")
+
+    st.header("Per-class scores")
+    picked = st.multiselect("Runs", list(labels), default=list(labels)[:4], key="pc-runs")
+    extra = st.multiselect("Also show", PER_CLASS_METRICS[1:], key="pc-metrics")
+    if picked:
+        first = labels[picked[0]]
+        fig = per_class_figure({k: labels[k]["metrics"] for k in picked}, first["labels"], ["f1", *extra])
+        st.plotly_chart(fig, key="per-class")
+
+    st.header("Training curves")
+    histories = collect_histories(runs)
+    if histories:
+        st.plotly_chart(history_figure(histories), key="history")
+    else:
+        st.info("These runs carry no training history.")
+
+    st.header("Model agreement")
+    ensembles = {k: r for k, r in labels.items() if len(per_model_probs(r)) > 1}
+    if not ensembles:
+        st.info("Agreement needs an ensemble run: `python -m fer_core evaluate --model ensemble --split test`.")
+    else:
+        run = ensembles[st.selectbox("Ensemble run", list(ensembles), key="agree-run")]
+        probs = per_model_probs(run)
+        a = agreement(run["samples"]["y_true"], probs)
+        c1, c2, c3 = st.columns(3)
+        c1.metric("All models agree", f"{a.fraction_agree:.1%}", help=f"{a.n_agree:,} of {a.n:,} images")
+        c2.metric("Accuracy when they agree", "–" if a.accuracy_agree is None else f"{a.accuracy_agree:.1%}")
+        c3.metric(
+            "Ensemble accuracy when they disagree",
+            "–" if a.accuracy_disagree is None else f"{a.accuracy_disagree:.1%}",
+        )
+        subset = st.multiselect("Ensemble of", list(probs), default=list(probs), format_func=model_title, key="subset")
+        if subset:
+            m = subset_ensemble(run, subset)
+            c1, c2 = st.columns(2)
+            c1.metric("Subset accuracy", f"{m['accuracy']:.1%}")
+            c2.metric("Subset macro-F1", f"{m['macro']['f1']:.3f}")
+
+st.header("Against the literature")
+st.caption(
+    "**measured here**: run on our FER2013 test split by this project. **reported elsewhere**: copied from the "
+    "source, on its own protocol; only single-crop PrivateTest figures compare directly with ours."
+)
+st.dataframe(pd.DataFrame(reference_rows(runs)), hide_index=True)
+
+st.header("App performance")
+bench = read_json_file(Path(results_dir()) / "bench_app.json")
+if not isinstance(bench, dict) or "latency" not in bench:
+    st.info("No speed benchmark yet: `python -m fer_core.bench` writes results/bench_app.json.")
+else:
+    lat, cold, mem = bench["latency"], bench.get("cold_start", {}), bench.get("memory", {})
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Ready after start", f"{cold.get('ready_s', float('nan')):.1f} s", help="import fer_core + load models")
+    c2.metric("Per photo (median)", f"{lat['median_ms']:.0f} ms", help=f"{lat.get('faces')} face(s), all models")
+    c3.metric("Per photo (p95)", f"{lat['p95_ms']:.0f} ms", help=f"over {lat.get('runs')} runs")
+    c4.metric("Memory (RSS)", f"{mem.get('rss_mb', float('nan')):.0f} MB", help="process with models loaded")
+    stages = lat.get("stages_median_ms") or {}
+    if stages:
+        st.bar_chart(pd.Series({model_title(k): v for k, v in stages.items()}, name="median ms"), horizontal=True)
+    st.caption(
+        f"Photo {bench.get('photo', {}).get('file')} "
+        f"({bench.get('photo', {}).get('width')}×{bench.get('photo', {}).get('height')}), "
+        f"{bench.get('environment', {}).get('cpus')} CPUs, measured {bench.get('created_utc')}."
+    )

@@ -1,0 +1,98 @@
+"""Classify: photos in; every face with each model's reading, the ensemble, and downloads out."""
+
+import streamlit as st
+
+from app_state import SAMPLE_PHOTO, get_predictor
+from fer_core.appdata import (
+    draw_faces,
+    enlarge_face,
+    escape_markdown,
+    export_csv,
+    export_json,
+    model_title,
+    probability_figure,
+)
+from fer_core.errors import InvalidImageError, WeightsError
+from fer_core.predict import Analysis, Predictor
+
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
+
+
+def show_analysis(idx: int, analysis: Analysis, n_models: int) -> None:
+    """One photo: the boxed image, then per face its crop, each model's reading and the ensemble."""
+    faces = analysis.faces
+    if analysis.truncated:
+        st.info(f"{analysis.faces_found} faces found; the {len(faces)} largest are shown.", icon=":material/group:")
+    captions = [f.label for f in faces] if analysis.detected else None
+    st.image(draw_faces(analysis.image, [f.box for f in faces], captions), width="content")
+    t = analysis.timings_ms
+    st.caption(f"decode {t['decode']:.0f} ms · face detection {t['detect']:.0f} ms · total {t['total']:.0f} ms")
+    for i, face in enumerate(faces, start=1):
+        st.subheader(f"Face {i}" if analysis.detected else "Whole image")
+        cols = st.columns([1] + [2] * len(face.probabilities))
+        if face.face is not None:
+            cols[0].image(enlarge_face(face.face), caption="what the models see: 48×48 gray")
+        for col, (model, probs) in zip(cols[1:], face.probabilities.items(), strict=True):
+            label, score = face.top(model)
+            with col:
+                st.markdown(f"**{model_title(model)}**: {label} · {score:.0%}")
+                st.plotly_chart(
+                    probability_figure(probs, face.labels),
+                    key=f"probs-{idx}-{i}-{model}",
+                    config={"displayModeBar": False},
+                )
+                st.caption(f"{t[model]:.0f} ms for {len(faces)} face(s)")
+        verdict = f"all {n_models} models agree" if face.agree else "the models disagree, so read it with care"
+        st.markdown(f"**Ensemble** (mean of the {n_models} models): **{face.label}** · {face.score:.0%}, {verdict}")
+
+
+st.title("Classify facial expressions")
+st.caption(
+    "Upload photos: each face is found, cropped to 48×48 gray like a FER2013 face, and read by three networks "
+    "and their ensemble. Photos are processed in memory and never stored."
+)
+
+predictor: Predictor | None = get_predictor()
+if predictor is None:
+    st.stop()
+
+uploads = st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True)
+left, right = st.columns(2)
+use_sample = left.toggle("Use the sample photo (NASA astronaut, public domain)")
+use_camera = right.toggle("Use the camera")
+
+sources: list[tuple[str, bytes]] = [(f.name, f.getvalue()) for f in uploads or []]
+if use_camera:
+    shot = st.camera_input("Take a photo")
+    if shot is not None:
+        sources.append(("camera photo", shot.getvalue()))
+if use_sample:
+    sources.append((SAMPLE_PHOTO.name, SAMPLE_PHOTO.read_bytes()))
+if not sources:
+    st.info("Upload a photo, take one with the camera, or use the sample photo.", icon=":material/add_a_photo:")
+    st.stop()
+
+done: list[tuple[str, Analysis]] = []
+for idx, (name, raw) in enumerate(sources):
+    shown = escape_markdown(name)  # a file name is user input: show it, never render it
+    st.header(shown, divider="gray")
+    try:
+        analysis = predictor.analyze(raw, detect=True)
+        if not analysis.faces:
+            st.warning(f"No face found in {shown}.", icon=":material/face_retouching_off:")
+            if not st.checkbox("Classify the whole image as one face", key=f"whole-{idx}-{name}"):
+                continue
+            analysis = predictor.analyze(raw, detect=False)
+    except (InvalidImageError, WeightsError) as exc:
+        st.error(f"{shown}: {escape_markdown(exc)}", icon=":material/broken_image:")
+        continue
+    show_analysis(idx, analysis, len(predictor.model_names))
+    done.append((name, analysis))
+
+if done:
+    st.divider()
+    left, right = st.columns(2)
+    left.download_button(
+        "Download results (JSON)", export_json(done), "expressions.json", "application/json", on_click="ignore"
+    )
+    right.download_button("Download results (CSV)", export_csv(done), "expressions.csv", "text/csv", on_click="ignore")

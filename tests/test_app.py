@@ -1,0 +1,161 @@
+"""AppTest smoke tests of every page, with the tiny test weights and a results folder built from them.
+
+AppTest (streamlit 1.67) drives `st.file_uploader` for real: `upload()` / `set_value()` register the
+bytes with the script runner's in-memory upload manager, so the page reads them back through
+`UploadedFile.getvalue()` exactly as it does behind a browser.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from fer_core.appdata import model_title
+from fer_core.registry import list_models
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+TITLES = [model_title(m) for m in list_models()]
+
+
+@pytest.fixture
+def app_env(monkeypatch, weights_dir, results_dir):
+    monkeypatch.setenv("FER_WEIGHTS_DIR", str(weights_dir))
+    monkeypatch.setenv("FER_RESULTS_DIR", str(results_dir))
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    return at
+
+
+def markdown(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown]
+
+
+def model_lines(at: AppTest) -> dict[str, str]:
+    """Model title -> its result line ("**ResNet18**: happy · 41%")."""
+    return {t: m for m in markdown(at) for t in TITLES if m.startswith(f"**{t}**:")}
+
+
+def gray_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (240, 180), 128).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_classify_upload_then_garbage_then_upload_again(app_env, astronaut_jpeg):
+    at = start()
+    assert [u.label for u in at.file_uploader] == ["Photos"]
+    assert any("Upload a photo" in i.value for i in at.info)
+
+    at.file_uploader[0].upload("astronaut.jpg", astronaut_jpeg, "image/jpeg")
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error
+    assert [s.value for s in at.subheader] == ["Face 1"]  # one face
+    assert set(model_lines(at)) == set(TITLES)  # the three models, side by side
+    assert len(at.get("plotly_chart")) == 3
+    ensemble = [m for m in markdown(at) if m.startswith("**Ensemble**")]
+    assert len(ensemble) == 1 and ("models agree" in ensemble[0] or "models disagree" in ensemble[0])
+    assert len(at.get("download_button")) == 2
+
+    at.file_uploader[0].set_value(("garbage.jpg", b"this is not a photo", "image/jpeg"))
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1
+    assert "garbage.jpg" in at.error[0].value and "not an image" in at.error[0].value
+    assert not at.get("plotly_chart")
+
+    at.file_uploader[0].set_value(("again.jpg", astronaut_jpeg, "image/jpeg"))
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error and set(model_lines(at)) == set(TITLES)
+
+
+def test_classify_no_face_offers_whole_image(app_env):
+    at = start()
+    at.file_uploader[0].upload("wall.png", gray_png(), "image/png")
+    at.run()
+    assert not at.exception, at.exception
+    assert any("No face found in wall.png" in w.value for w in at.warning)
+    assert not at.get("plotly_chart")
+    at.checkbox(key="whole-0-wall.png").check()
+    at.run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.subheader] == ["Whole image"]
+    assert set(model_lines(at)) == set(TITLES) and len(at.get("plotly_chart")) == 3
+
+
+def test_sample_photo_and_several_uploads(app_env, astronaut_jpeg):
+    at = start()
+    at.file_uploader[0].set_value([("a.jpg", astronaut_jpeg, "image/jpeg"), ("b.jpg", b"junk", "image/jpeg")])
+    at.toggle[0].set_value(True)  # the sample photo
+    at.run()
+    assert not at.exception, at.exception
+    assert [h.value for h in at.header] == ["a.jpg", "b.jpg", "astronaut.jpg"]
+    assert len(at.error) == 1 and "b.jpg" in at.error[0].value  # one bad file does not stop the others
+    assert len(at.get("plotly_chart")) == 6
+
+
+def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path, results_dir):
+    monkeypatch.setenv("FER_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("FER_RESULTS_DIR", str(results_dir))
+    at = start()
+    assert len(at.error) == 1
+    assert "python -m fer_core train" in at.error[0].value and "python -m fer_core export" in at.error[0].value
+    assert not at.file_uploader
+    at.switch_page("pages/about.py").run()  # About still explains the models, from the registry
+    assert not at.exception, at.exception
+    assert len(at.expander) == len(TITLES)
+
+
+def test_benchmarks_page(app_env, results_dir):
+    at = start("pages/benchmarks.py")
+    assert not at.error
+    assert len(at.get("plotly_chart")) >= 3  # confusion matrix, per-class scores, training curves
+    summary, references = at.dataframe
+    assert len(summary.value) == 2
+    assert set(references.value["kind"]) == {"measured here", "reported elsewhere"}
+    metrics = {m.label: m.value for m in at.metric}
+    assert "All models agree" in metrics and "Subset accuracy" in metrics
+    assert metrics["Per photo (median)"] == "40 ms"  # from bench_app.json
+
+    at.toggle[0].set_value(False).run()  # counts instead of row-normalised
+    assert not at.exception, at.exception
+    at.multiselect(key="subset").set_value(["resnet18"]).run()
+    assert not at.exception, at.exception
+    at.multiselect(key="pc-metrics").set_value(["precision", "specificity"]).run()
+    assert not at.exception, at.exception
+
+    run_file = next(results_dir.glob("resnet18_*.json"))
+    at.file_uploader[0].set_value(
+        [("mine.json", run_file.read_bytes(), "application/json"), ("bad.json", b'{"schema": 1}', "application/json")]
+    )
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "bad.json" in at.error[0].value and "schema" in at.error[0].value
+    assert len(at.dataframe[0].value) == 3  # the valid upload joined the table
+
+
+def test_benchmarks_page_without_runs(monkeypatch, weights_dir, tmp_path):
+    monkeypatch.setenv("FER_WEIGHTS_DIR", str(weights_dir))
+    monkeypatch.setenv("FER_RESULTS_DIR", str(tmp_path))
+    at = start("pages/benchmarks.py")
+    assert any("No evaluation runs yet" in i.value for i in at.info)
+    assert any("No speed benchmark yet" in i.value for i in at.info)
+    assert len(at.dataframe) == 1  # the references still show
+
+
+def test_about_page(app_env):
+    at = start("pages/about.py")
+    assert not at.error
+    assert [e.label.split("**")[1] for e in at.expander] == TITLES
+    assert any("Do not use this to make decisions about people" in m for m in markdown(at))

@@ -1,0 +1,247 @@
+"""The app's pure logic (fer_core.appdata): drawing, figures, tables, agreement, exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core import appdata
+from fer_core.faces import Box
+from fer_core.labels import EMOTIONS
+from fer_core.metrics import classification_metrics
+from fer_core.predict import Analysis, FacePrediction
+from fer_core.registry import list_models
+from fer_core.results import load_runs
+
+LABELS = list(EMOTIONS)
+
+
+def one_hot_probs(preds: list[int], k: int = 7, p: float = 0.7) -> np.ndarray:
+    out = np.full((len(preds), k), (1 - p) / (k - 1))
+    out[np.arange(len(preds)), preds] = p
+    return out
+
+
+def fake_analysis(n_faces: int = 2, seed: int = 0) -> Analysis:
+    rng = np.random.default_rng(seed)
+    faces = []
+    for i in range(n_faces):
+        probs = {m: rng.dirichlet(np.ones(7)).tolist() for m in list_models()}
+        ensemble = np.mean(list(probs.values()), axis=0).tolist()
+        face = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+        faces.append(
+            FacePrediction(box=Box(10 + 60 * i, 20, 50, 55), probabilities=probs, ensemble=ensemble, face=face)
+        )
+    image = Image.new("RGB", (200, 120), "gray")
+    return Analysis(image, faces, True, n_faces + 1, {"decode": 1.0, "detect": 2.5, "total": 9.0})
+
+
+# --- drawing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(60, 40), (640, 480), (4000, 3000)])
+def test_draw_faces_keeps_size_and_leaves_input_alone(size):
+    image = Image.new("RGB", size, (30, 30, 30))
+    w, h = size
+    boxes = [Box(0, 0, w // 3, h // 3), Box(w // 2, h // 2, w // 3, h // 3)]  # one touches the top edge
+    out = appdata.draw_faces(image, boxes, ["happy", "sad"])
+    assert out.size == image.size and out.mode == "RGB"
+    assert image.getpixel((0, 0)) == (30, 30, 30)  # the caller's image is not drawn on
+    assert np.asarray(out).std() > 0  # something was drawn
+    assert out.getpixel((w // 2, h // 2 + h // 6)) != (30, 30, 30)  # the left edge of box 2
+
+
+def test_draw_faces_line_width_scales_with_photo():
+    def drawn_fraction(side: int) -> float:
+        out = appdata.draw_faces(Image.new("L", (side, side)), [Box(side // 4, side // 4, side // 2, side // 2)])
+        return float((np.asarray(out.convert("L")) > 0).mean())
+
+    # a box drawn with a fixed 2-px pen would cover ten times less of a 10x larger photo
+    assert drawn_fraction(3000) > 0.5 * drawn_fraction(300)
+
+
+def test_enlarge_face_is_nearest_neighbour():
+    face = np.arange(48 * 48, dtype=np.uint16).reshape(48, 48) % 256
+    big = np.asarray(appdata.enlarge_face(face.astype(np.uint8), scale=4))
+    assert big.shape == (192, 192)
+    assert (big[::4, ::4] == face).all() and (big[3::4, 3::4] == face).all()
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def test_probability_figure_keeps_label_order():
+    probs = [0.05, 0.05, 0.1, 0.5, 0.1, 0.1, 0.1]
+    fig = appdata.probability_figure(probs, LABELS)
+    bar = fig.data[0]
+    assert list(bar.y) == LABELS and list(bar.x) == probs
+    assert list(fig.layout.yaxis.categoryarray) == LABELS[::-1]  # first label drawn on top
+    assert bar.marker.color[3] == appdata.TOP_COLOUR
+    assert sum(c == appdata.TOP_COLOUR for c in bar.marker.color) == 1
+    with pytest.raises(ValueError, match="labels"):
+        appdata.probability_figure(probs[:3], LABELS)
+
+
+def test_confusion_figure_counts_and_row_normalised():
+    cm = np.arange(49).reshape(7, 7)
+    cm[2] = 0  # a class with no images
+    counts = appdata.confusion_figure(cm, LABELS)
+    heat = counts.data[0]
+    assert list(heat.x) == LABELS and list(heat.y) == LABELS
+    assert np.asarray(heat.z).shape == (7, 7) and np.asarray(heat.z)[1, 3] == cm[1, 3]
+    assert counts.layout.yaxis.autorange == "reversed"  # true class 0 on top
+    norm = np.asarray(appdata.confusion_figure(cm, LABELS, normalise=True).data[0].z)
+    assert np.allclose(norm.sum(axis=1), [1, 1, 0, 1, 1, 1, 1])
+    assert np.isclose(norm[1, 3], cm[1, 3] / cm[1].sum())
+    with pytest.raises(ValueError):
+        appdata.confusion_figure(cm[:6, :6], LABELS)
+
+
+def test_per_class_figure_groups_runs_per_metric():
+    rng = np.random.default_rng(0)
+    runs = {
+        name: classification_metrics(rng.integers(0, 7, 50), rng.dirichlet(np.ones(7), 50)) for name in ("a", "b", "c")
+    }
+    fig = appdata.per_class_figure(runs, LABELS, ["f1", "recall"])
+    assert len(fig.data) == 6 and fig.layout.barmode == "group"
+    assert all(list(t.x) == LABELS for t in fig.data)
+    assert fig.data[0].y[4] == pytest.approx(runs["a"]["per_class"]["neutral"]["f1"])
+    assert [t.showlegend for t in fig.data] == [True, True, True, False, False, False]
+    with pytest.raises(ValueError, match="metrics"):
+        appdata.per_class_figure(runs, LABELS, ["auc"])
+
+
+def test_history_figure_train_and_val_per_model():
+    rows = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_acc": 0.1 * e, "val_acc": 0.09 * e}
+        for e in (1, 2, 3)
+    ]
+    fig = appdata.history_figure({"resnet18": rows, "vgg16": rows})
+    assert len(fig.data) == 8  # 2 models x {loss, acc} x {train, val}
+    names = {t.name for t in fig.data}
+    assert {"ResNet18 train", "ResNet18 val", "VGG16-BN train", "VGG16-BN val"} <= names
+    assert list(fig.data[0].x) == [1, 2, 3]
+    assert sum(bool(t.showlegend) for t in fig.data) == 4  # each legend entry once, not once per panel
+
+
+# --- agreement and subset ensembles --------------------------------------------------------------
+
+
+def test_agreement_on_a_hand_made_example():
+    y = [0, 1, 2, 3]
+    probs = {
+        "a": one_hot_probs([0, 1, 2, 0]),
+        "b": one_hot_probs([0, 1, 5, 1]),
+        "c": one_hot_probs([0, 2, 2, 3], p=0.9),
+    }
+    # all agree only on image 0 (right); image 1: a,b say 1, c says 2 -> ensemble mean picks 1 (right);
+    # image 2: a,c say 2 (c surer) -> right; image 3: c's 0.9 on class 3 wins the mean -> right.
+    a = appdata.agreement(y, probs)
+    assert (a.n, a.n_agree) == (4, 1)
+    assert a.fraction_agree == 0.25 and a.accuracy_agree == 1.0 and a.accuracy_disagree == 1.0
+    wrong = appdata.agreement([6, 6, 6, 6], probs)
+    assert wrong.accuracy_agree == 0.0 and wrong.accuracy_disagree == 0.0
+    same = appdata.agreement(y, {"a": probs["a"], "a2": probs["a"]})
+    assert same.fraction_agree == 1.0 and same.accuracy_disagree is None
+    with pytest.raises(ValueError):
+        appdata.agreement(y, {})
+
+
+def test_subset_ensemble_matches_metrics_of_the_mean(results_dir):
+    run = next(r for r in load_runs(results_dir) if r["name"] == "ensemble")
+    probs = appdata.per_model_probs(run)
+    assert set(probs) == set(list_models())
+    pair = ["resnet18", "vgg16"]
+    m = appdata.subset_ensemble(run, pair)
+    expected = classification_metrics(run["samples"]["y_true"], (probs["resnet18"] + probs["vgg16"]) / 2)
+    assert m["accuracy"] == expected["accuracy"] and m["confusion_matrix"] == expected["confusion_matrix"]
+    # all three: the run's own ensemble (up to the 6-decimal rounding of stored probabilities)
+    assert appdata.subset_ensemble(run, list(probs))["confusion_matrix"] == run["metrics"]["confusion_matrix"]
+    with pytest.raises(ValueError, match="choose models"):
+        appdata.subset_ensemble(run, ["nope"])
+    single = next(r for r in load_runs(results_dir) if r["name"] == "resnet18")
+    assert appdata.per_model_probs(single) == {}
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def test_summary_and_reference_rows(results_dir):
+    runs = load_runs(results_dir)
+    rows = appdata.summary_rows(runs)
+    assert len(rows) == len(runs) == 2
+    ens = next(r for r in rows if r["model"].startswith("Ensemble"))
+    assert ens["model"] == "Ensemble (EfficientNetV2-S + ResNet18 + VGG16-BN)"
+    run = next(r for r in runs if r["name"] == "ensemble")
+    assert ens["accuracy %"] == round(100 * run["metrics"]["accuracy"], 2)
+    assert ens["parameters (M)"] == round(sum(w["parameters"] for w in run["weights"]) / 1e6, 2)
+    assert ens["images"] == 21 and ens["images/s"] > 0
+    refs = appdata.reference_rows(runs)
+    assert [r["kind"] for r in refs[:2]] == [appdata.MEASURED] * 2  # ours first
+    assert {r["kind"] for r in refs} == {appdata.MEASURED, appdata.REPORTED}
+    assert all(isinstance(r["accuracy %"], str) for r in refs)
+    assert len(appdata.reference_rows([])) == len(appdata.REFERENCES)
+
+
+def test_collect_histories_takes_each_model_once(results_dir):
+    histories = appdata.collect_histories(load_runs(results_dir))
+    assert set(histories) == set(list_models())
+    assert all(len(rows) == 1 and "val_acc" in rows[0] for rows in histories.values())
+
+
+def test_model_cards_and_descriptions(tmp_path):
+    (tmp_path / "resnet18.card.json").write_text(json.dumps({"model": "resnet18", "title": "ResNet18"}))
+    (tmp_path / "vgg16.card.json").write_text("{not json")
+    (tmp_path / "huge.card.json").write_bytes(b" " * (appdata.MAX_SMALL_JSON_BYTES + 1))
+    assert appdata.read_model_cards(tmp_path) == {"resnet18.card.json": {"model": "resnet18", "title": "ResNet18"}}
+    assert appdata.read_json_file(tmp_path / "missing.json") is None
+    described = appdata.describe_models({m: {} for m in list_models()})
+    assert [d["title"] for d in described] == ["EfficientNetV2-S", "ResNet18", "VGG16-BN"]
+    assert described[1]["parameters"] == 11_171_271 and described[1]["selected"] is None
+    meta = {"parameters": 5, "best": {"metric": "accuracy", "value": 0.5, "epoch": 3}, "selected_on": "val"}
+    assert appdata.describe_models({"resnet18": {**meta, "history": [{}] * 4}})[0]["selected"] == (
+        "epoch 3 of 4, accuracy 0.5000 on val"
+    )
+
+
+# --- exports -------------------------------------------------------------------------------------
+
+
+def test_json_export_round_trip():
+    analysis = fake_analysis()
+    doc = json.loads(appdata.export_json([("a.jpg", analysis)]))
+    assert doc["schema"] == appdata.EXPORT_SCHEMA
+    (image,) = doc["images"]
+    assert image["source"] == "a.jpg" and (image["width"], image["height"]) == (200, 120)
+    assert image["faces_found"] == 3 and image["truncated"] is True
+    for got, face in zip(image["faces"], analysis.faces, strict=True):
+        assert got["box"] == face.box._asdict() and got["ensemble"] == face.ensemble
+        assert got["labels"] == LABELS
+        assert {m: v["probabilities"] for m, v in got["models"].items()} == face.probabilities
+
+
+def test_csv_export_round_trip():
+    analysis = fake_analysis()
+    rows = list(
+        csv.DictReader(io.StringIO(appdata.export_csv([("a.jpg", analysis), ("b.png", fake_analysis(1, 1))]).decode()))
+    )
+    assert len(rows) == (2 + 1) * (len(list_models()) + 1)  # per face: each model + the ensemble
+    first = [r for r in rows if r["source"] == "a.jpg" and r["face"] == "1"]
+    assert [r["model"] for r in first] == [*list_models(), "ensemble"]
+    face = analysis.faces[0]
+    for r in first:
+        probs = face.ensemble if r["model"] == "ensemble" else face.probabilities[r["model"]]
+        assert [float(r[label]) for label in LABELS] == probs  # exact: floats are written in full
+        assert (int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])) == tuple(face.box)
+        assert r["label"] == LABELS[int(np.argmax(probs))]
+    assert appdata.export_csv([]).decode().startswith("source,face,x,y,w,h,model,label,score,agree")
+
+
+def test_escape_markdown_keeps_text_literal():
+    assert appdata.escape_markdown("a_b [x](y) :red[z].jpg") == "a\\_b \\[x\\](y) \\:red\\[z\\].jpg"
+    assert appdata.escape_markdown("plain name.png") == "plain name.png"

@@ -1,0 +1,131 @@
+"""End to end in a real browser: `streamlit run app.py`, upload a photo, read the results, open Benchmarks.
+
+Drives Debian's chromium (/usr/bin/chromium) through playwright; never `playwright install`.
+Skipped when chromium is absent, except on CI (CI=true), where a missing browser is a failure.
+Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from fer_core.appdata import model_title
+from fer_core.registry import list_models
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.browser
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def playwright_api():
+    """playwright's sync entry point, checked before a server is started for nothing."""
+    if not CHROMIUM.is_file():
+        _unavailable(f"{CHROMIUM} not found (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright python package is not installed (pip install -r requirements-dev.txt)")
+    return sync_playwright
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit not healthy after {timeout:.0f} s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def server(weights_dir, results_dir, tmp_path):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "FER_WEIGHTS_DIR": str(weights_dir), "FER_RESULTS_DIR": str(results_dir)}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_classify_and_benchmarks_in_chromium(playwright_api, server, astronaut_jpeg):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_api() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            # Streamlit scrolls an inner container, so full_page screenshots stop at the viewport: make it tall.
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.set_default_timeout(90_000)
+            page.goto(server)
+            page.wait_for_selector("input[type=file]", state="attached")
+            page.set_input_files(
+                "input[type=file]",
+                files=[{"name": "astronaut.jpg", "mimeType": "image/jpeg", "buffer": astronaut_jpeg}],
+            )
+            page.get_by_text("Face 1", exact=True).wait_for()
+            for title in [model_title(m) for m in list_models()]:
+                page.locator("strong", has_text=title).first.wait_for()
+            page.locator("strong", has_text="Ensemble").first.wait_for()
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3")
+            page.get_by_role("button", name="Download results (JSON)").wait_for()
+            page.wait_for_timeout(500)  # let the charts finish drawing before the screenshot
+            page.screenshot(path=str(ARTIFACTS / "classify.png"), full_page=True)
+
+            page.get_by_role("link", name="Benchmarks").click()
+            page.get_by_role("heading", name="Confusion matrix").wait_for()
+            page.wait_for_selector(".js-plotly-plot")
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3")
+            page.get_by_text("Ready after start").wait_for()  # the last section: the script has finished
+            page.wait_for_function("document.querySelectorAll('[data-testid=stDataFrame] canvas').length >= 2")
+            page.wait_for_timeout(1000)
+            assert page.locator("[data-testid=stException]").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "benchmarks.png"), full_page=True)
+        finally:
+            browser.close()
