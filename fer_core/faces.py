@@ -14,8 +14,11 @@ import numpy as np
 
 from .preprocess import resize_face
 
-DETECT_MAX_SIDE = 640  # detection runs on a copy scaled to this; boxes are mapped back
-SCALE_FACTOR = 1.1
+# Detection runs on a copy whose longer side is at most DETECT_MAX_SIDE; boxes are mapped back.
+# Measured on a 640-px photo, 2 cores: 640 px / scale step 1.1 took 99 ms, 400 px / 1.15 took
+# 36 ms and found the same face to within 4 px; faces down to 6 % of the longer side are kept.
+DETECT_MAX_SIDE = 400
+SCALE_FACTOR = 1.15
 MIN_NEIGHBORS = 6  # 5 let through textures (hair, foliage) as faces on test photos; 6 did not
 MIN_FACE_FRACTION = 0.04  # ignore "faces" smaller than 4 % of the shorter side of the photo
 MIN_FACE_PIXELS = 24  # the cascade's own window size
