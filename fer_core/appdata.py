@@ -356,8 +356,9 @@ REFERENCES: tuple[dict[str, Any], ...] = (
         "test set": "FER2013 test/ (PrivateTest)",
         "accuracy %": 58.2,
         "macro-F1": 0.54,
-        "notes": "its shipped weights run through our evaluation on the same test images",
-        "kind": MEASURED,
+        "notes": "measured on this machine's test/ by the team before this project (figure from our issue "
+        "tracker); not produced by this repository's code",
+        "kind": REPORTED,
     },
     {
         "source": "a 2022 comparative study",

@@ -1,0 +1,60 @@
+"""The README's results table, printed from the stored runs (so no figure in it is typed by hand).
+
+    python -m fer_core.report [--results results]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from .registry import get_spec
+from .results import load_runs
+
+_SPLIT = {"val": "PublicTest (val/)", "test": "PrivateTest (test/)"}
+_ORDER = {"efficientnet_v2_s": 0, "resnet18": 1, "vgg16": 2, "ensemble": 3}
+
+
+def _title(run: dict[str, Any]) -> str:
+    if run["name"] == "ensemble":
+        return "Ensemble of " + " + ".join(get_spec(m).title for m in run["models"])
+    return get_spec(run["name"]).title
+
+
+def results_table(runs: list[dict[str, Any]]) -> str:
+    """Markdown: one row per model and TTA, PublicTest and PrivateTest side by side."""
+    rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for run in runs:
+        rows.setdefault((run["name"], run["tta"]), {})[run["split"]] = run
+    lines = [
+        "| model | TTA | PublicTest acc | PublicTest macro-F1 | PrivateTest acc | PrivateTest macro-F1 | best epoch |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for (_name, tta), by_split in sorted(rows.items(), key=lambda kv: (_ORDER.get(kv[0][0], 9), kv[0][1] != "none")):
+        cells = []
+        for split in ("val", "test"):
+            run = by_split.get(split)
+            if run is None:
+                cells += ["", ""]
+            else:
+                m = run["metrics"]
+                cells += [f"{100 * m['accuracy']:.2f} %", f"{m['macro']['f1']:.3f}"]
+        any_run = next(iter(by_split.values()))
+        epochs = ", ".join(
+            f"{sel.get('epoch')}/{len(any_run['history'].get(m, []))}" for m, sel in any_run["selection"].items()
+        )
+        lines.append(f"| {_title(any_run)} | {tta} | " + " | ".join(cells) + f" | {epochs} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fer_core.report", description=__doc__.split("\n")[0])
+    parser.add_argument("--results", default="results")
+    args = parser.parse_args(argv)
+    print(results_table(load_runs(args.results)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
