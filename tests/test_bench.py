@@ -21,3 +21,16 @@ def test_bench_writes_record(weights_dir, tmp_path, capsys):
     assert cold["ready_s"] > 0 and cold["models"] == list_models()
     assert record["memory"]["rss_mb"] > 50
     assert "analyze" in capsys.readouterr().out
+
+
+def test_bench_train_times_the_real_training_step(tmp_path):
+    from fer_core import bench_train
+
+    out = tmp_path / "bench_train.json"
+    assert bench_train.main(["--model", "resnet18", "--steps", "2", "--batch-size", "8", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["schema"] == bench_train.BENCH_SCHEMA
+    (row,) = record["models"]
+    assert row["model"] == "resnet18" and row["steps_timed"] == 2 and row["batch_size"] == 8
+    assert row["seconds_per_step"] > 0 and row["cpu_seconds_per_step"] > 0
+    assert row["minutes_per_epoch"] == row["seconds_per_step"] * (28_709 // 8) / 60

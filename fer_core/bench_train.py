@@ -1,0 +1,114 @@
+"""How long a training epoch takes per model on this machine, written to results/bench_train.json.
+
+    python -m fer_core.bench_train [--model NAME ...] [--steps 12] [--out results/bench_train.json]
+
+Runs the real training step (`train_one_epoch`: augmentation, autocast, backward, optimizer,
+scheduler) on synthetic batches of the configured size and scales the measured step time to
+one FER2013 epoch (28,709 training images). Used to plan how many epochs fit a CPU budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import Split
+from .models import build_model
+from .registry import list_models
+from .train import TrainConfig, _device, cpu_has_native_bf16, make_optimizer, train_one_epoch
+
+FER_TRAIN_IMAGES = 28_709
+BENCH_SCHEMA = "fer_core.bench_train/1"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results" / "bench_train.json"
+
+
+def time_epoch(name: str, steps: int = 12, warmup: int = 3, batch_size: int = 64) -> dict[str, Any]:
+    """Seconds per training step of `name` (after `warmup` steps), scaled to a FER2013 epoch."""
+    cfg = TrainConfig(model=name, epochs=1, batch_size=batch_size, progress=False).resolved()
+    device = _device(cfg)
+    rng = np.random.default_rng(0)
+    n = (warmup + steps) * batch_size
+    split = Split(rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), rng.integers(0, 7, n), [""] * n)
+    torch.manual_seed(0)
+    model = build_model(name).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+
+    def run(k: int) -> tuple[float, float]:
+        part = split.subset(np.arange(k * batch_size))
+        stats = train_one_epoch(model, part, optimizer, scheduler, cfg, 0, device)
+        return stats["seconds"], stats["cpu_seconds"]
+
+    run(warmup)
+    wall, cpu = run(steps)
+    per_step = wall / steps
+    epoch_steps = FER_TRAIN_IMAGES // batch_size
+    return {
+        "model": name,
+        "batch_size": batch_size,
+        "steps_timed": steps,
+        "seconds_per_step": per_step,
+        "cpu_seconds_per_step": cpu / steps,
+        "minutes_per_epoch": per_step * epoch_steps / 60,
+        "precision": _precision(cfg, device),
+        "channels_last": cfg.channels_last,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _precision(cfg: TrainConfig, device: torch.device) -> str:
+    """What `train._autocast` chose, in words."""
+    if cfg.precision == "fp32":
+        return "fp32"
+    if device.type == "cuda":
+        return "fp16 autocast"
+    return "bf16 autocast" if cpu_has_native_bf16() else "fp32"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fer_core.bench_train", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", nargs="*", default=None, help="default: every registered model")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    args = parser.parse_args(argv)
+    rows = []
+    for name in args.model or list_models():
+        row = time_epoch(name, args.steps, batch_size=args.batch_size)
+        print(f"{name}: {row['seconds_per_step'] * 1000:.0f} ms/step -> {row['minutes_per_epoch']:.2f} min/epoch")
+        rows.append(row)
+    record = {
+        "schema": BENCH_SCHEMA,
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "train_images_per_epoch": FER_TRAIN_IMAGES,
+        "models": rows,
+        "environment": {
+            "torch": str(torch.__version__),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "native_bf16": cpu_has_native_bf16(),
+        },
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, out)
+    print(f"-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
