@@ -1,10 +1,17 @@
 """Batch prediction over files and folders, streamed: one output row per face as it is found.
 
     python -m fer_core predict photos/ more.jpg --format csv -o faces.csv
+    python -m fer_core predict photos/ more.jpg --format csv -o faces.csv --resume   # after a kill
 
-Memory stays flat however many images there are (nothing is accumulated); an unreadable image
-is reported on stderr and in its own output row, and the run goes on. Exit status 1 if any
-image failed, else 0.
+Files are read in a fixed order (arguments as given, folders walked sorted), so two runs write
+the same rows in the same order. JSON lines hold one object per image; CSV holds one row per
+face, and one row with empty face columns for an image without faces, so every image read is in
+the output. Memory stays flat however many images there are (nothing is
+accumulated); an unreadable image is reported on stderr and in its own output row, and the run
+goes on. Each image's rows are flushed as they are written, so a killed run loses at most the row
+being written; `--resume` reads the file names already in the output, drops a torn last row,
+skips those files and appends the rest (run it with the same paths and format). Exit status 1 if
+any image failed (including failures recorded before a resume), else 0.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from .labels import EMOTIONS
 from .predict import Predictor
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+# File names on Linux are bytes, not always UTF-8: surrogateescape writes such a name's bytes as
+# they are and reads them back to the same str, so --resume still recognises the file.
+ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
 def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
@@ -45,6 +55,65 @@ def csv_header(models: list[str]) -> list[str]:
     return cols + [f"p_{e}" for e in EMOTIONS] + ["error"]
 
 
+def read_done(output: str | os.PathLike, fmt: str, header: list[str]) -> tuple[set[str], int]:
+    """The files an earlier run already wrote to `output`, and how many of them failed.
+
+    A run killed mid-write may leave a torn last row: it is cut off the file, so that image is
+    simply done again. Reads line by line, so a large output file costs one set of names.
+    """
+    done: set[str] = set()
+    failed: set[str] = set()
+    good = 0  # bytes of complete rows
+    path = Path(output)
+    with open(path, newline="", **ENCODING) as fh:
+        if fmt == "csv":
+            first_line = fh.readline()
+            if not first_line:
+                return done, 0
+            if next(csv.reader([first_line])) != header:
+                raise ValueError(
+                    f"{path} does not start with the CSV header of these models ({', '.join(header[:3])}, ...); "
+                    "resume with the same --format and --models, or write to a new file"
+                )
+            good = consumed = len(first_line.encode(**ENCODING))
+            last = first_line
+
+            def lines() -> Iterator[str]:
+                nonlocal consumed, last
+                for line in fh:
+                    consumed += len(line.encode(**ENCODING))
+                    last = line
+                    yield line
+
+            for row in csv.reader(lines()):
+                if len(row) != len(header) or not last.endswith("\n"):
+                    break  # torn: the run was killed while writing it
+                good = consumed
+                done.add(row[0])
+                if row[-1]:
+                    failed.add(row[0])
+        else:
+            for n, line in enumerate(fh, start=1):
+                if not line.endswith("\n"):
+                    break  # torn: the run was killed while writing it
+                try:
+                    row = json.loads(line)
+                    name = row["file"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise ValueError(
+                        f"{path} line {n} is not one of this tool's JSON lines; resume with the same --format, "
+                        "or write to a new file"
+                    ) from None
+                good += len(line.encode(**ENCODING))
+                done.add(name)
+                if "error" in row:
+                    failed.add(name)
+    if good < path.stat().st_size:
+        with open(path, "r+b") as fh:
+            fh.truncate(good)
+    return done, len(failed)
+
+
 def predict_paths(
     paths: Iterable[str | os.PathLike],
     detect: bool = True,
@@ -55,10 +124,21 @@ def predict_paths(
     threads: int | None = None,
     progress: bool = True,
     predictor: Predictor | None = None,
+    resume: bool = False,
 ) -> int:
+    """Write every image's faces to `output` (or stdout); 1 if any image failed, else 0."""
+    if resume and not output:
+        raise ValueError("--resume needs the output file of the earlier run (-o FILE)")
     predictor = predictor or Predictor.load(weights_dir, models, threads)
     names = predictor.model_names
-    out: IO[str] = open(output, "w", newline="") if output else sys.stdout
+    header = csv_header(names)
+    done: set[str] = set()
+    errors = 0
+    if resume and output and Path(output).is_file():
+        done, errors = read_done(output, fmt, header)
+        print(f"resuming {output}: {len(done)} files already done ({errors} failed)", file=sys.stderr)
+    append = bool(resume and output and Path(output).is_file() and Path(output).stat().st_size > 0)
+    out: IO[str] = open(output, "a" if append else "w", newline="", **ENCODING) if output else sys.stdout
     files = iter_image_files(paths)
     bar = None
     if progress:
@@ -66,26 +146,32 @@ def predict_paths(
 
         bar = tqdm(files, unit="image", file=sys.stderr, mininterval=1.0)
         files = bar
-    errors = n_faces = 0
+    n_faces = 0
     writer = csv.writer(out) if fmt == "csv" else None
-    if writer:
-        writer.writerow(csv_header(names))
+    if writer and not append:
+        writer.writerow(header)
     try:
         for f in files:
+            if str(f) in done:
+                continue
             try:
                 if f.is_file() and f.stat().st_size > MAX_BYTES:
                     raise InvalidImageError(f"{f}: over the {MAX_BYTES / 1e6:.0f} MB limit")
                 faces = predictor.predict(f, detect=detect)
-            except (InvalidImageError, OSError) as exc:
+            except Exception as exc:  # InvalidImageError, OSError, or a bug: one image never stops the run
                 errors += 1
-                print(f"error: {f}: {exc}", file=sys.stderr)
+                message = str(exc) if isinstance(exc, (InvalidImageError, OSError)) else f"{type(exc).__name__}: {exc}"
+                print(f"error: {f}: {message}", file=sys.stderr)
                 if writer:
-                    writer.writerow([str(f)] + [""] * (len(csv_header(names)) - 2) + [str(exc)])
+                    writer.writerow([str(f)] + [""] * (len(header) - 2) + [message])
                 else:
-                    out.write(json.dumps({"file": str(f), "error": str(exc)}) + "\n")
+                    out.write(json.dumps({"file": str(f), "error": message}) + "\n")
+                out.flush()
                 continue
             n_faces += len(faces)
             if writer:
+                if not faces:  # still one row, so the image is in the output (and --resume skips it)
+                    writer.writerow([str(f)] + [""] * (len(header) - 1))
                 for i, face in enumerate(faces):
                     b = face.box
                     row = [str(f), i, b.x, b.y, b.w, b.h, face.label, f"{face.score:.4f}", face.agree]
@@ -95,6 +181,7 @@ def predict_paths(
                     writer.writerow(row + [f"{p:.4f}" for p in face.ensemble] + [""])
             else:
                 out.write(json.dumps({"file": str(f), "faces": [face.to_dict() for face in faces]}) + "\n")
+            out.flush()
             if bar is not None:
                 bar.set_postfix(faces=n_faces, errors=errors, refresh=False)
     finally:

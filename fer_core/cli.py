@@ -3,7 +3,7 @@
 python -m fer_core train    --model resnet18 [--data PATH] [--epochs N] [--out runs] [--resume] [--limit N]
 python -m fer_core evaluate --model resnet18|ensemble [--split val|test] [--tta none|flip|tencrop] [--out FILE]
 python -m fer_core export   [--model NAME ...] [--runs runs] [--weights weights]
-python -m fer_core predict  PHOTO_OR_FOLDER ... [--no-detect] [--format json|csv]
+python -m fer_core predict  PHOTO_OR_FOLDER ... [--no-detect] [--format json|csv] [-o FILE [--resume]]
 python -m fer_core card     [--model NAME ...]   # weights/NAME.card.json from weights and results
 python -m fer_core models   # the registry
 """
@@ -119,6 +119,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
     p.add_argument("--models", nargs="*", help="subset of models (default: all shipped)")
     p.add_argument("--output", "-o", help="write here instead of standard output")
+    p.add_argument(
+        "--resume", action="store_true", help="skip the files already in -o FILE (a killed run) and append the rest"
+    )
     p.add_argument("--threads", type=int)
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
@@ -135,6 +138,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         output=args.output,
         threads=args.threads,
         progress=args.progress,
+        resume=args.resume,
     )
 
 

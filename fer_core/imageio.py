@@ -4,6 +4,9 @@ Accepted: a path, bytes, a PIL image, or a numpy array (H, W) gray, (H, W, 3) RG
 (say `channel_order="BGR"` for OpenCV arrays), (H, W, 4) RGBA. EXIF orientation is applied;
 16-bit, palette, CMYK and transparent images are brought to 8-bit RGB or L (transparency is
 composited on white); animated images give their first frame.
+
+Only the formats in `FORMATS` are parsed: Pillow knows some forty, and every parser is attack
+surface (EPS even runs Ghostscript), while a photo app needs a handful.
 """
 
 from __future__ import annotations
@@ -22,6 +25,20 @@ from .errors import InvalidImageError
 MAX_PIXELS = 50_000_000
 MAX_BYTES = 50 * 1024 * 1024
 MIN_SIDE = 1
+# The formats bytes and files may be in. Pillow's JPEG opener also reads MPO, the multi-picture
+# JPEG many phone cameras write.
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+# Leading bytes of those formats, to say "a damaged PNG" rather than "not an image" when the
+# header itself is broken.
+SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
@@ -34,13 +51,7 @@ def load_image(source: ImageSource, channel_order: str = "RGB") -> Image.Image:
         # Image.open is lazy: a caller's image may still hold undecoded (truncated) data.
         return _normalise(_load_pixels(_check_size(source, "the image"), "the image"), "the image")
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise InvalidImageError(f"{path}: no such file")
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise InvalidImageError(f"{path}: {size / 1e6:.0f} MB is over the {MAX_BYTES / 1e6:.0f} MB limit")
-        return _from_bytes(path.read_bytes(), str(path))
+        return _from_bytes(_read_file(Path(source)), str(source))
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _from_bytes(bytes(source), "the upload")
     raise InvalidImageError(
@@ -48,18 +59,46 @@ def load_image(source: ImageSource, channel_order: str = "RGB") -> Image.Image:
     )
 
 
+def _read_file(path: Path) -> bytes:
+    """The file's bytes, never more than MAX_BYTES + 1 of them (a file may grow after a stat)."""
+    if not path.exists():
+        raise InvalidImageError(f"{path}: no such file")
+    if not path.is_file():
+        raise InvalidImageError(f"{path} is not a regular file")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise InvalidImageError(f"{path} could not be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise InvalidImageError(f"{path}: over the {MAX_BYTES / 1e6:.0f} MB limit")
+    return raw
+
+
+def sniff_format(raw: bytes) -> str | None:
+    """The format the leading bytes claim (PNG, JPEG, GIF, WEBP, BMP, TIFF), or None."""
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for sig, fmt in SIGNATURES.items() if raw.startswith(sig)), None)
+
+
 def _from_bytes(raw: bytes, what: str) -> Image.Image:
     if not raw:
         raise InvalidImageError(f"{what} is empty (0 bytes)")
     if len(raw) > MAX_BYTES:
         raise InvalidImageError(f"{what}: {len(raw) / 1e6:.0f} MB is over the {MAX_BYTES / 1e6:.0f} MB limit")
+    claimed = sniff_format(raw)
     try:
-        im = Image.open(io.BytesIO(raw))
-    except UnidentifiedImageError:
-        raise InvalidImageError(f"{what} is not an image this app can read (use JPEG, PNG, WebP or BMP)") from None
+        im = Image.open(io.BytesIO(raw), formats=FORMATS)
     except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"{what} is too large to decode safely: {exc}") from None
-    except Exception as exc:
+    except Exception as exc:  # UnidentifiedImageError, or a parser's own error on a broken header
+        unidentified = isinstance(exc, UnidentifiedImageError)  # its message only names the BytesIO
+        if claimed:
+            detail = "" if unidentified else f" ({exc})"
+            raise InvalidImageError(f"{what} starts like a {claimed} file but its header is damaged{detail}") from None
+        if unidentified:
+            raise InvalidImageError(f"{what} is not an image this app can read (use JPEG, PNG, WebP or BMP)") from None
         raise InvalidImageError(f"{what} could not be opened as an image: {exc}") from None
     _check_size(im, what)
     return _normalise(_load_pixels(im, what, first_frame=True), what)

@@ -1,6 +1,6 @@
 """The README's results table, printed from the stored runs (so no figure in it is typed by hand).
 
-    python -m fer_core.report [--results results]
+python -m fer_core.report [--results results]
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Classify: photos in; every face with each model's reading, the ensemble, and downloads out."""
 
+import logging
+
 import streamlit as st
 
 from app_state import SAMPLE_PHOTO, get_predictor
@@ -16,6 +18,7 @@ from fer_core.errors import InvalidImageError, WeightsError
 from fer_core.predict import Analysis, Predictor
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
+log = logging.getLogger(__name__)
 
 
 def show_analysis(idx: int, analysis: Analysis, n_models: int) -> None:
@@ -85,6 +88,16 @@ for idx, (name, raw) in enumerate(sources):
             analysis = predictor.analyze(raw, detect=False)
     except (InvalidImageError, WeightsError) as exc:
         st.error(f"{shown}: {escape_markdown(exc)}", icon=":material/broken_image:")
+        continue
+    except Exception as exc:
+        # A bug, not the user's fault: one photo must not take the page down, and the log gets the
+        # traceback for us, never the photo's bytes or its name (both are the user's).
+        log.exception("analysing upload %d of %d failed", idx + 1, len(sources))
+        st.error(
+            f"{shown} could not be analysed: {type(exc).__name__}. This is a bug on our side, not a problem "
+            "with your photo; the other photos are unaffected.",
+            icon=":material/error:",
+        )
         continue
     show_analysis(idx, analysis, len(predictor.model_names))
     done.append((name, analysis))

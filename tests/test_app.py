@@ -159,3 +159,38 @@ def test_about_page(app_env):
     assert not at.error
     assert [e.label.split("**")[1] for e in at.expander] == TITLES
     assert any("Do not use this to make decisions about people" in m for m in markdown(at))
+
+
+def test_classify_survives_an_unexpected_error(app_env, astronaut_jpeg, monkeypatch, caplog):
+    """A bug while analysing one photo shows a clear error for that photo only, logs the traceback
+    without the photo's name or bytes, and the next upload works."""
+    from fer_core.predict import Predictor
+
+    real = Predictor.analyze
+    calls = {"n": 0}
+
+    def fails_once(self, image, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("simulated bug")
+        return real(self, image, *args, **kw)
+
+    monkeypatch.setattr(Predictor, "analyze", fails_once)
+    at = start()
+    with caplog.at_level("ERROR"):
+        at.file_uploader[0].set_value(
+            [("secret-name.jpg", astronaut_jpeg, "image/jpeg"), ("b.jpg", astronaut_jpeg, "image/jpeg")]
+        )
+        at.run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1
+    assert "secret-name.jpg could not be analysed: RuntimeError" in at.error[0].value
+    assert [s.value for s in at.subheader] == ["Face 1"]  # the second photo in the same run still works
+    logged = [r for r in caplog.records if r.levelname == "ERROR" and r.exc_info]
+    assert logged and "simulated bug" in caplog.text
+    assert "secret-name" not in caplog.text and "\\xff\\xd8" not in caplog.text  # no name, no bytes
+
+    at.file_uploader[0].set_value(("again.jpg", astronaut_jpeg, "image/jpeg"))
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error and set(model_lines(at)) == set(TITLES)
