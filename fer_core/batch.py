@@ -125,6 +125,7 @@ def predict_paths(
     progress: bool = True,
     predictor: Predictor | None = None,
     resume: bool = False,
+    small_faces: bool = False,
 ) -> int:
     """Write every image's faces to `output` (or stdout); 1 if any image failed, else 0."""
     if resume and not output:
@@ -157,7 +158,7 @@ def predict_paths(
             try:
                 if f.is_file() and f.stat().st_size > MAX_BYTES:
                     raise InvalidImageError(f"{f}: over the {MAX_BYTES / 1e6:.0f} MB limit")
-                faces = predictor.predict(f, detect=detect)
+                faces = predictor.predict(f, detect=detect, small_faces=small_faces)
             except Exception as exc:  # InvalidImageError, OSError, or a bug: one image never stops the run
                 errors += 1
                 message = str(exc) if isinstance(exc, (InvalidImageError, OSError)) else f"{type(exc).__name__}: {exc}"

@@ -115,6 +115,9 @@ def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify the faces in photos (files or folders)")
     p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     p.add_argument("--no-detect", dest="detect", action="store_false", help="treat each image as one face")
+    p.add_argument(
+        "--small-faces", action="store_true", help="also find faces down to ~2%% of the longer side (slower)"
+    )
     p.add_argument("--format", default="json", choices=["json", "csv"], help="json = one JSON object per line")
     p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
     p.add_argument("--models", nargs="*", help="subset of models (default: all shipped)")
@@ -139,6 +142,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=args.progress,
         resume=args.resume,
+        small_faces=args.small_faces,
     )
 
 

@@ -119,18 +119,26 @@ class Predictor:
     def model_names(self) -> list[str]:
         return list(self.models)
 
-    def predict(self, image: ImageSource, detect: bool = True, channel_order: str = "RGB") -> list[FacePrediction]:
-        """Every face in `image` (or the whole image as one face with detect=False)."""
-        return self.analyze(image, detect, channel_order).faces
+    def predict(
+        self, image: ImageSource, detect: bool = True, channel_order: str = "RGB", small_faces: bool = False
+    ) -> list[FacePrediction]:
+        """Every face in `image` (or the whole image as one face with detect=False).
 
-    def analyze(self, image: ImageSource, detect: bool = True, channel_order: str = "RGB") -> Analysis:
+        `small_faces` also finds faces down to ~2 % of the photo's longer side (group photos), at
+        several times the detection cost.
+        """
+        return self.analyze(image, detect, channel_order, small_faces).faces
+
+    def analyze(
+        self, image: ImageSource, detect: bool = True, channel_order: str = "RGB", small_faces: bool = False
+    ) -> Analysis:
         t0 = time.perf_counter()
         im = load_image(image, channel_order)
         gray = to_gray(im)
         t1 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1000}
         if detect:
-            boxes = self.detector.detect(gray)
+            boxes = self.detector.detect(gray, small_faces=small_faces)
             found = len(boxes)
             boxes = sorted(sorted(boxes, key=lambda b: -b.w * b.h)[: self.max_faces], key=lambda b: (b.x, b.y))
             faces = np.stack([crop_face(gray, b) for b in boxes]) if boxes else np.zeros((0, 48, 48), np.uint8)

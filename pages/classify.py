@@ -60,9 +60,10 @@ if predictor is None:
     st.stop()
 
 uploads = st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True)
-left, right = st.columns(2)
+left, middle, right = st.columns(3)
 use_sample = left.toggle("Use the sample photo (NASA astronaut, public domain)")
-use_camera = right.toggle("Use the camera")
+use_camera = middle.toggle("Use the camera")
+small_faces = right.toggle("Find small faces (group photos; slower)")
 
 sources: list[tuple[str, bytes]] = [(f.name, f.getvalue()) for f in uploads or []]
 if use_camera:
@@ -80,7 +81,7 @@ for idx, (name, raw) in enumerate(sources):
     shown = escape_markdown(name)  # a file name is user input: show it, never render it
     st.header(shown, divider="gray")
     try:
-        analysis = predictor.analyze(raw, detect=True)
+        analysis = predictor.analyze(raw, detect=True, small_faces=small_faces)
         if not analysis.faces:
             st.warning(f"No face found in {shown}.", icon=":material/face_retouching_off:")
             if not st.checkbox("Classify the whole image as one face", key=f"whole-{idx}-{name}"):

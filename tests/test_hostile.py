@@ -281,6 +281,22 @@ def test_fifty_faces_are_capped_and_counted(predictor):
         assert 0 <= f.box.x and f.box.x + f.box.w <= mosaic.width and f.box.y + f.box.h <= mosaic.height
 
 
+def test_small_faces_in_a_group_photo_need_the_small_faces_option(predictor):
+    """A 6x4 mosaic of whole 256-px photos: each face is ~3 % of the longer side, below the default
+    detection floor (fast path) and above the small-faces one."""
+    tile = astronaut().resize((256, 256))
+    group = Image.new("RGB", (256 * 6, 256 * 4))
+    for i in range(24):
+        group.paste(tile, ((i % 6) * 256, (i // 6) * 256))
+    raw = encode(group, "JPEG", quality=92)
+    assert timed(predictor, raw).faces_found < 12
+    analysis = timed(predictor, raw, small_faces=True)
+    assert analysis.faces_found >= 20
+    for f in analysis.faces:  # every box sits on a face: the face is at about (88-137, 30-100) of each tile
+        cx, cy = (f.box.x + f.box.w / 2) % 256, (f.box.y + f.box.h / 2) % 256
+        assert 70 < cx < 160 and 20 < cy < 110, f.box
+
+
 def _shapes() -> Image.Image:
     rng = np.random.default_rng(7)
     im = Image.new("RGB", (640, 480), (200, 220, 240))
