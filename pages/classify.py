@@ -16,6 +16,7 @@ from fer_core.appdata import (
 )
 from fer_core.errors import InvalidImageError, WeightsError
 from fer_core.predict import Analysis, Predictor
+from fer_core.registry import list_models
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
 log = logging.getLogger(__name__)
@@ -45,8 +46,9 @@ def show_analysis(idx: int, analysis: Analysis, n_models: int) -> None:
                     config={"displayModeBar": False},
                 )
                 st.caption(f"{t[model]:.0f} ms for {len(faces)} face(s)")
-        verdict = f"all {n_models} models agree" if face.agree else "the models disagree, so read it with care"
-        st.markdown(f"**Ensemble** (mean of the {n_models} models): **{face.label}** · {face.score:.0%}, {verdict}")
+        if n_models > 1:  # one model is its own ensemble: nothing to add
+            verdict = f"all {n_models} models agree" if face.agree else "the models disagree, so read it with care"
+            st.markdown(f"**Ensemble** (mean of the {n_models} models): **{face.label}** · {face.score:.0%}, {verdict}")
 
 
 st.title("Classify facial expressions")
@@ -58,6 +60,13 @@ st.caption(
 predictor: Predictor | None = get_predictor()
 if predictor is None:
     st.stop()
+missing = [model_title(m) for m in list_models() if m not in predictor.model_names]
+if missing:
+    st.info(
+        f"Not shipped yet: {', '.join(missing)} (still to be trained). Showing "
+        f"{', '.join(model_title(m) for m in predictor.model_names)} only.",
+        icon=":material/pending:",
+    )
 
 uploads = st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True)
 left, middle, right = st.columns(3)

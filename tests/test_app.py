@@ -194,3 +194,21 @@ def test_classify_survives_an_unexpected_error(app_env, astronaut_jpeg, monkeypa
     at.run()
     assert not at.exception, at.exception
     assert not at.error and set(model_lines(at)) == set(TITLES)
+
+
+def test_classify_with_one_shipped_model_says_which_are_missing(
+    monkeypatch, weights_dir, results_dir, astronaut_jpeg, tmp_path
+):
+    one = tmp_path / "weights"
+    one.mkdir()
+    (one / "resnet18.onnx").symlink_to(weights_dir / "resnet18.onnx")
+    monkeypatch.setenv("FER_WEIGHTS_DIR", str(one))
+    monkeypatch.setenv("FER_RESULTS_DIR", str(results_dir))
+    at = start()
+    (note,) = [i.value for i in at.info if i.value.startswith("Not shipped yet")]
+    assert "EfficientNetV2-S" in note and "VGG16-BN" in note and "ResNet18 only" in note
+    at.file_uploader[0].upload("astronaut.jpg", astronaut_jpeg, "image/jpeg")
+    at.run()
+    assert not at.exception, at.exception
+    assert list(model_lines(at)) == ["ResNet18"]
+    assert not [m for m in markdown(at) if m.startswith("**Ensemble**")]
