@@ -8,17 +8,14 @@ Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from fer_core.appdata import model_title
 from fer_core.registry import list_models
+from tools.loadrun import start_server, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -53,38 +50,13 @@ def playwright_api():
     return sync_playwright
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"streamlit not healthy after {timeout:.0f} s:\n{log.read_text()}")
-
-
 @pytest.fixture
 def server(weights_dir, results_dir, tmp_path):
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path / "streamlit.log"
     env = {**os.environ, "FER_WEIGHTS_DIR": str(weights_dir), "FER_RESULTS_DIR": str(results_dir)}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true"]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc, url = start_server(log, env)
     try:
-        _wait_healthy(url, proc, log)
+        wait_healthy(url, proc, log, timeout=90)
         yield url
     finally:
         proc.terminate()

@@ -108,16 +108,18 @@ def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path | None, time
                     return
         except OSError:
             time.sleep(0.5)
-    raise TimeoutError(f"{url} not healthy after {timeout:.0f} s")
+    raise TimeoutError(f"{url} not healthy after {timeout:.0f} s:\n{log.read_text() if log else ''}")
 
 
-def start_server(log: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on 127.0.0.1 at a free port, as a deployment would run it."""
+def start_server(log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on 127.0.0.1 at a free port, as a deployment would run it.
+
+    Shared with tests/test_browser.py. `env` replaces the environment (default: inherit it)."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
     cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}"
 
 
