@@ -140,12 +140,15 @@ def predict_paths(
         print(f"resuming {output}: {len(done)} files already done ({errors} failed)", file=sys.stderr)
     append = bool(resume and output and Path(output).is_file() and Path(output).stat().st_size > 0)
     out: IO[str] = open(output, "a" if append else "w", newline="", **ENCODING) if output else sys.stdout
+    paths = list(paths)  # the arguments, walked twice below
     files = iter_image_files(paths)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(files, unit="image", file=sys.stderr, mininterval=1.0)
+        # A first walk only counts (one int, nothing kept), so the bar shows a total and an ETA.
+        total = sum(1 for _ in iter_image_files(paths))
+        bar = tqdm(files, total=total, unit="image", file=sys.stderr, mininterval=1.0)
         files = bar
     n_faces = 0
     writer = csv.writer(out) if fmt == "csv" else None
