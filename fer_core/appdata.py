@@ -471,6 +471,102 @@ def describe_models(metas: Mapping[str, Mapping[str, Any]]) -> list[dict[str, An
     return out
 
 
+def _series(points: Any) -> list[tuple[float, float]] | None:
+    """[[seconds, MB], ...] as stored by the load and batch runs, or None if it is not that."""
+    if not isinstance(points, list):
+        return None
+    out = []
+    for p in points:
+        if not (isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p)):
+            return None
+        out.append((float(p[0]), float(p[1])))
+    return out
+
+
+def memory_figure(series: Mapping[str, Any]) -> go.Figure:
+    """Resident memory over time, one line per named series of [seconds, MB] pairs (bad ones skipped)."""
+    fig = go.Figure()
+    for j, (name, points) in enumerate(series.items()):
+        pts = _series(points)
+        if not pts:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[t for t, _ in pts],
+                y=[mb for _, mb in pts],
+                mode="lines",
+                name=name,
+                line={"color": PALETTE[j % len(PALETTE)]},
+                hovertemplate="%{x:.0f} s: %{y:.0f} MB<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title_text="seconds")
+    fig.update_yaxes(title_text="resident memory (MB)", rangemode="tozero")
+    fig.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend={"orientation": "h", "y": -0.3})
+    return fig
+
+
+def load_run_view(record: Any) -> dict[str, Any] | None:
+    """What the Benchmarks page shows of results/loadrun.json (tools/loadrun.py), or None if the
+    file is not a load run."""
+    if not isinstance(record, dict) or record.get("schema") != "fer_core.loadrun/1":
+        return None
+    try:
+        lat, rss, cfg = record["latency_ms"], record["rss_mb"], record["config"]
+        return {
+            "clients": int(cfg["clients"]),
+            "seconds": float(cfg["seconds"]),
+            "photos": int(record["photos"]),
+            "p50_ms": lat.get("p50"),
+            "p95_ms": lat.get("p95"),
+            "first_photo_ms": lat.get("first_photo_median"),
+            "errors": int(record["errors"]),
+            "leaks": int(record["leaks"]),
+            "rss_max_mb": rss.get("max"),
+            "levelled": rss.get("levelled"),
+            "series": {"server": _series(rss.get("series")) or []},
+            "server_cpu_ms_per_photo": (record.get("cpu") or {}).get("server_ms_per_photo"),
+            "server_cpu_share": (record.get("cpu") or {}).get("server_share"),
+            "note": record.get("note"),
+            "created_utc": record.get("created_utc"),
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def batch_run_view(record: Any) -> dict[str, Any] | None:
+    """What the Benchmarks page shows of results/batchrun.json (tools/batchrun.py), or None if the
+    file is not a batch run. The memory of the resumed leg is drawn after the killed one."""
+    if not isinstance(record, dict) or record.get("schema") != "fer_core.batchrun/1":
+        return None
+    try:
+        out, legs = record["output"], record["legs"]
+        series: dict[str, list[tuple[float, float]]] = {}
+        offset = 0.0
+        for i, leg in enumerate(legs):
+            name = "killed run" if leg.get("killed") else ("resumed run" if i else "run")
+            series[name] = [(t + offset, mb) for t, mb in _series(leg["rss_mb"].get("series")) or []]
+            offset += float(leg["wall_s"])
+        return {
+            "images": int(record["images"]),
+            "images_per_second": record.get("images_per_second"),
+            "wall_s": record.get("predict_wall_s"),
+            "errors_reported": int(out["errors_reported"]),
+            "errors_expected": int(out["errors_expected"]),
+            "missing": int(out["missing"]),
+            "duplicated": int(out["misnumbered_or_duplicated"]),
+            "peak_rss_mb": record.get("peak_rss_mb"),
+            "levelled": legs[-1]["rss_mb"].get("levelled"),
+            "resumed": record.get("resumed"),
+            "passed": bool(record.get("passed")),
+            "series": series,
+            "note": record.get("note"),
+            "created_utc": record.get("created_utc"),
+        }
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+
+
 # --- exports ---------------------------------------------------------------------------------------
 
 

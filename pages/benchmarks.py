@@ -9,10 +9,13 @@ from app_state import get_runs, results_dir
 from fer_core.appdata import (
     PER_CLASS_METRICS,
     agreement,
+    batch_run_view,
     collect_histories,
     confusion_figure,
     escape_markdown,
     history_figure,
+    load_run_view,
+    memory_figure,
     model_title,
     per_class_figure,
     per_model_probs,
@@ -122,4 +125,45 @@ else:
         f"Photo {bench.get('photo', {}).get('file')} "
         f"({bench.get('photo', {}).get('width')}×{bench.get('photo', {}).get('height')}), "
         f"{bench.get('environment', {}).get('cpus')} CPUs, measured {bench.get('created_utc')}."
+    )
+
+st.subheader("Many users at once")
+load = load_run_view(read_json_file(Path(results_dir()) / "loadrun.json"))
+if load is None:
+    st.info("No load run yet: `python tools/loadrun.py --clients 20 --seconds 120 --out results/loadrun.json`.")
+else:
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Browsers at once", load["clients"], help=f"each uploading photos for {load['seconds']:.0f} s")
+    p50, p95 = (("–" if v is None else f"{v / 1000:.1f}") for v in (load["p50_ms"], load["p95_ms"]))
+    c2.metric("Per photo (p50 / p95)", f"{p50} / {p95} s")
+    c3.metric("Errors / leaks", f"{load['errors']} / {load['leaks']}", help="a leak: one user shown another's photo")
+    c4.metric("Server memory (max)", f"{load['rss_max_mb'] or 0:.0f} MB", help=f"levelled off: {load['levelled']}")
+    st.plotly_chart(memory_figure(load["series"]), key="load-rss")
+    cpu = ""
+    if load["server_cpu_ms_per_photo"] is not None and load["server_cpu_share"] is not None:
+        cpu = (
+            f"The server used {load['server_cpu_ms_per_photo']:.0f} ms of CPU per photo, "
+            f"{load['server_cpu_share']:.0%} of the CPU in use; the browsers had the rest, so on a server of its "
+            "own the app answers faster than this. "
+        )
+    st.caption(
+        f"{load['photos']} photos from headless Chromium pages against one `streamlit run` on the same machine, "
+        f"measured {load['created_utc']}. {cpu}{escape_markdown(load['note'] or '')}"
+    )
+
+st.subheader("Batch command on 10,000 images")
+batch = batch_run_view(read_json_file(Path(results_dir()) / "batchrun.json"))
+if batch is None:
+    st.info("No batch run yet: `python tools/batchrun.py --images 10000 --out results/batchrun.json`.")
+else:
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Images", f"{batch['images']:,}", help=f"{batch['wall_s']} s in all, killed half way and resumed")
+    c2.metric("Throughput", f"{batch['images_per_second']} images/s")
+    c3.metric("Broken files reported", f"{batch['errors_reported']} of {batch['errors_expected']}")
+    c4.metric("Peak memory", f"{batch['peak_rss_mb'] or 0:.0f} MB", help=f"levelled off: {batch['levelled']}")
+    st.plotly_chart(memory_figure(batch["series"]), key="batch-rss")
+    st.caption(
+        f"`python -m fer_core predict` over a generated folder, killed half way and finished with `--resume`: "
+        f"{batch['missing']} images missing, {batch['duplicated']} duplicated; checks passed: {batch['passed']}. "
+        f"Measured {batch['created_utc']}. {escape_markdown(batch['note'] or '')}"
     )

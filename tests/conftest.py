@@ -115,7 +115,7 @@ def weights_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def results_dir(tmp_path_factory, weights_dir) -> Path:
     """A results/ folder as the Benchmarks page reads it: an ensemble run and a single-model run
-    of the tiny weights on synthetic test data, plus a speed benchmark record."""
+    of the tiny weights on synthetic test data, plus speed, load-run and batch-run records."""
     import json
 
     from fer_core.evaluate import evaluate
@@ -142,6 +142,32 @@ def results_dir(tmp_path_factory, weights_dir) -> Path:
         "environment": {"cpus": 2},
     }
     (out / "bench_app.json").write_text(json.dumps(bench))
+    load = {  # the shape tools/loadrun.py writes
+        "schema": "fer_core.loadrun/1",
+        "created_utc": "2026-01-01T00:00:00Z",
+        "config": {"clients": 20, "seconds": 60, "url": "http://127.0.0.1:1", "server_started": True},
+        "photos": 200,
+        "latency_ms": {"p50": 4000.0, "p95": 9000.0, "max": 9500.0, "n": 180, "first_photo_median": 12000.0},
+        "errors": 0,
+        "leaks": 0,
+        "rss_mb": {"series": [[0, 150.0], [1, 260.0], [2, 270.0]], "max": 270.0, "levelled": True},
+        "cpu": {"server_s": 100.0, "machine_busy_s": 400.0, "server_share": 0.25, "server_ms_per_photo": 500.0},
+    }
+    (out / "loadrun.json").write_text(json.dumps(load))
+    leg = {"wall_s": 10.0, "rss_mb": {"series": [[0, 100.0], [1, 170.0]], "max": 170.0, "levelled": True}}
+    batch = {  # the shape tools/batchrun.py writes
+        "schema": "fer_core.batchrun/1",
+        "created_utc": "2026-01-01T00:00:00Z",
+        "images": 10000,
+        "images_per_second": 25.0,
+        "predict_wall_s": 400.0,
+        "peak_rss_mb": 180.0,
+        "resumed": True,
+        "passed": True,
+        "legs": [{**leg, "killed": True}, {**leg, "killed": False}],
+        "output": {"errors_reported": 100, "errors_expected": 100, "missing": 0, "misnumbered_or_duplicated": 0},
+    }
+    (out / "batchrun.json").write_text(json.dumps(batch))
     return out
 
 

@@ -127,6 +127,10 @@ def test_benchmarks_page(app_env, results_dir):
     metrics = {m.label: m.value for m in at.metric}
     assert "All models agree" in metrics and "Subset accuracy" in metrics
     assert metrics["Per photo (median)"] == "40 ms"  # from bench_app.json
+    assert metrics["Browsers at once"] == "20" and metrics["Per photo (p50 / p95)"] == "4.0 / 9.0 s"  # loadrun.json
+    assert metrics["Broken files reported"] == "100 of 100" and metrics["Images"] == "10,000"  # batchrun.json
+    assert len(at.get("plotly_chart")) >= 5  # ... and the two memory curves
+    assert any("used 500 ms of CPU per photo, 25% of the CPU" in c.value for c in at.caption)
 
     at.toggle[0].set_value(False).run()  # counts instead of row-normalised
     assert not at.exception, at.exception
@@ -151,6 +155,7 @@ def test_benchmarks_page_without_runs(monkeypatch, weights_dir, tmp_path):
     at = start("pages/benchmarks.py")
     assert any("No evaluation runs yet" in i.value for i in at.info)
     assert any("No speed benchmark yet" in i.value for i in at.info)
+    assert any("No load run yet" in i.value for i in at.info) and any("No batch run yet" in i.value for i in at.info)
     assert len(at.dataframe) == 1  # the references still show
 
 

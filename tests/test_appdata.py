@@ -245,3 +245,27 @@ def test_csv_export_round_trip():
 def test_escape_markdown_keeps_text_literal():
     assert appdata.escape_markdown("a_b [x](y) :red[z].jpg") == "a\\_b \\[x\\](y) \\:red\\[z\\].jpg"
     assert appdata.escape_markdown("plain name.png") == "plain name.png"
+
+
+def test_load_and_batch_views_read_the_tools_records(results_dir):
+    load_run_view, batch_run_view, memory_figure = appdata.load_run_view, appdata.batch_run_view, appdata.memory_figure
+    load = load_run_view(json.loads((results_dir / "loadrun.json").read_text()))
+    assert load["clients"] == 20 and load["errors"] == 0 and load["series"]["server"][-1] == (2.0, 270.0)
+    batch = batch_run_view(json.loads((results_dir / "batchrun.json").read_text()))
+    assert list(batch["series"]) == ["killed run", "resumed run"]
+    assert batch["series"]["resumed run"][0] == (10.0, 100.0)  # drawn after the killed run's 10 s
+    fig = memory_figure(batch["series"])
+    assert [t.name for t in fig.data] == ["killed run", "resumed run"]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [None, [], {"schema": "fer_core.run/1"}, {"schema": "fer_core.loadrun/1"}, {"schema": "fer_core.batchrun/1"}],
+)
+def test_load_and_batch_views_reject_other_files(record):
+    assert appdata.load_run_view(record) is None and appdata.batch_run_view(record) is None
+
+
+def test_memory_figure_skips_malformed_series():
+    fig = appdata.memory_figure({"ok": [[0, 1.0], [1, 2.0]], "text": "nope", "bad": [[0, "x"]], "empty": []})
+    assert [t.name for t in fig.data] == ["ok"]

@@ -147,6 +147,32 @@ def rss_mb(pid: int) -> float | None:
     return total / 1024
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a process, its reaped children and its live descendants, in s."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            if p == pid:
+                return None
+            continue
+        # after the ")" closing the command name: state is field 0, then utime 11, stime 12, and the
+        # reaped children's cutime 13, cstime 14 (a reaped child is no longer among the live ones)
+        total += sum(int(v) for v in fields[11:15]) / tick
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent not idle since boot (/proc/stat), in s."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 class RssSampler(threading.Thread):
     """Samples rss_mb(pid) every `every` seconds until stopped."""
 
@@ -265,6 +291,8 @@ def summarise(args: argparse.Namespace, url: str, clients: list[Client], series:
         "schema": "fer_core.loadrun/1",
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config": {"clients": args.clients, "seconds": args.seconds, "url": url, "server_started": not args.url},
+        "weights_dir": os.environ.get("FER_WEIGHTS_DIR", "weights"),
+        "note": args.note,
         "wall_s": round(wall_s, 1),
         "photos": len(latencies) + len(firsts),
         "photos_per_second": round((len(latencies) + len(firsts)) / wall_s, 2) if wall_s else None,
@@ -312,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="JSON file to write (e.g. results/loadrun.json)")
     parser.add_argument("--url", help="use this running app instead of starting one")
     parser.add_argument("--pid", type=int, help="with --url: the server's process id, to sample its memory")
+    parser.add_argument("--note", help="stored in the record, e.g. what the weights are")
     args = parser.parse_args(argv)
 
     proc = None
@@ -327,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         sampler = RssSampler(pid) if pid else None
         if sampler:
             sampler.start()
+        cpu0, busy0 = (cpu_seconds(pid) if pid else None), machine_busy_seconds()
         clients = [Client(cid) for cid in range(1, args.clients + 1)]
         t0 = time.monotonic()
         asyncio.run(drive(url, clients, args.seconds))
@@ -334,7 +364,17 @@ def main(argv: list[str] | None = None) -> int:
         if sampler:
             sampler.stopped.set()
             sampler.join()
+        cpu1, busy1 = (cpu_seconds(pid) if pid else None), machine_busy_seconds()
         record = summarise(args, url, clients, sampler.series if sampler else [], wall)
+        photos = record["photos"]
+        server = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+        record["cpu"] = {  # where the machine's cores went: the server, or the browsers and the rest
+            "server_s": None if server is None else round(server, 1),
+            "machine_busy_s": round(busy1 - busy0, 1),
+            "machine_capacity_s": round(wall * (os.cpu_count() or 1), 1),
+            "server_share": None if server is None else round(server / max(busy1 - busy0, 1e-9), 3),
+            "server_ms_per_photo": None if server is None or not photos else round(1000 * server / photos, 1),
+        }
     finally:
         if proc is not None:
             proc.terminate()
@@ -350,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{record['photos']} photos from {args.clients} clients in {record['wall_s']} s: "
         f"p50 {lat['p50']} ms, p95 {lat['p95']} ms (first photo median {lat['first_photo_median']} ms); "
         f"{record['errors']} errors, {record['leaks']} leaks; RSS {rss['start']} -> {rss['max']} MB max, "
-        f"levelled: {rss.get('levelled')} -> {args.out}"
+        f"levelled: {rss.get('levelled')}; server CPU {record['cpu']['server_ms_per_photo']} ms per photo, "
+        f"{record['cpu']['server_share']} of the busy CPU -> {args.out}"
     )
     return 0 if record["errors"] == 0 and record["leaks"] == 0 else 1
 
