@@ -33,6 +33,7 @@ PER_CLASS_METRICS = ("f1", "precision", "recall", "specificity")
 MAX_SMALL_JSON_BYTES = 1024 * 1024  # model cards and the benchmark file are a few KB
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies, and on photos.
+DISPLAY_MAX_SIDE = 1280  # the annotated photo on the page; wider than any page layout
 PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
 TOP_COLOUR, OTHER_COLOUR = "#0072B2", "#9DB9D3"
 
@@ -81,14 +82,26 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def draw_faces(image: Image.Image, boxes: Sequence[Box], captions: Sequence[str] | None = None) -> Image.Image:
+def draw_faces(
+    image: Image.Image, boxes: Sequence[Box], captions: Sequence[str] | None = None, max_side: int | None = None
+) -> Image.Image:
     """A copy of `image` with numbered face boxes (1, 2, ... as in the result list).
 
     Line width and font size scale with the photo, so the numbers stay legible whether the
     photo is a 300-px thumbnail or a 12-megapixel original shown shrunk to the page width;
-    each label sits on a filled tag so it reads on dark and light photos alike.
+    each label sits on a filled tag so it reads on dark and light photos alike. With `max_side`,
+    a larger photo is first shrunk to that longest side (boxes scaled with it): a page is never
+    wider than that, and encoding and sending a 12-megapixel copy would cost seconds.
     """
     out = image.convert("RGB")  # always a copy, never the caller's image
+    if max_side and max(out.size) > max_side:
+        scale = max_side / max(out.size)
+        size = (max(1, round(out.width * scale)), max(1, round(out.height * scale)))
+        out = out.resize(size, Image.Resampling.BILINEAR)
+        boxes = [
+            Box(round(b.x * scale), round(b.y * scale), max(1, round(b.w * scale)), max(1, round(b.h * scale)))
+            for b in boxes
+        ]
     draw = ImageDraw.Draw(out)
     longest = max(out.size)
     line = max(2, round(longest / 250))

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_state import SAMPLE_PHOTO, get_predictor
 from fer_core.appdata import (
+    DISPLAY_MAX_SIDE,
     draw_faces,
     enlarge_face,
     escape_markdown,
@@ -28,7 +29,8 @@ def show_analysis(idx: int, analysis: Analysis, n_models: int) -> None:
     if analysis.truncated:
         st.info(f"{analysis.faces_found} faces found; the {len(faces)} largest are shown.", icon=":material/group:")
     captions = [f.label for f in faces] if analysis.detected else None
-    st.image(draw_faces(analysis.image, [f.box for f in faces], captions), width="content")
+    annotated = draw_faces(analysis.image, [f.box for f in faces], captions, max_side=DISPLAY_MAX_SIDE)
+    st.image(annotated, width="content", output_format="JPEG")  # JPEG: PNG of a photo costs ~100x the CPU
     t = analysis.timings_ms
     st.caption(f"decode {t['decode']:.0f} ms · face detection {t['detect']:.0f} ms · total {t['total']:.0f} ms")
     for i, face in enumerate(faces, start=1):

@@ -65,6 +65,17 @@ def test_draw_faces_line_width_scales_with_photo():
     assert drawn_fraction(3000) > 0.5 * drawn_fraction(300)
 
 
+def test_draw_faces_shrinks_a_large_photo_and_its_boxes_together():
+    image = Image.new("RGB", (4000, 3000), (30, 30, 30))
+    out = appdata.draw_faces(image, [Box(2000, 1500, 400, 400)], max_side=1000)
+    assert out.size == (1000, 750)
+    px = np.asarray(out)
+    assert (px[375:475, 500] != 30).any(axis=1).all()  # the box's left edge, at 1/4 scale
+    assert (px[380:470, 470] == 30).all()  # and nothing left of it
+    small = Image.new("RGB", (300, 200))
+    assert appdata.draw_faces(small, [Box(10, 10, 50, 50)], max_side=1000).size == (300, 200)
+
+
 def test_enlarge_face_is_nearest_neighbour():
     face = np.arange(48 * 48, dtype=np.uint16).reshape(48, 48) % 256
     big = np.asarray(appdata.enlarge_face(face.astype(np.uint8), scale=4))
