@@ -7,6 +7,7 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from fer_core.appdata import model_title
 from fer_core.registry import list_models
+from tools.loadrun import main as loadrun
 from tools.loadrun import start_server, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,10 +96,24 @@ def test_classify_and_benchmarks_in_chromium(playwright_api, server, astronaut_j
             page.get_by_role("heading", name="Confusion matrix").wait_for()
             page.wait_for_selector(".js-plotly-plot")
             page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3")
-            page.get_by_text("Ready after start").wait_for()  # the last section: the script has finished
+            page.get_by_text("Peak memory").wait_for()  # the last section: the script has finished
             page.wait_for_function("document.querySelectorAll('[data-testid=stDataFrame] canvas').length >= 2")
             page.wait_for_timeout(1000)
             assert page.locator("[data-testid=stException]").count() == 0
             page.screenshot(path=str(ARTIFACTS / "benchmarks.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_loadrun_three_browsers_no_errors_no_leaks(playwright_api, weights_dir, results_dir, tmp_path, monkeypatch):
+    """tools/loadrun.py in small: its own server, three pages uploading for 20 s, every photo answered."""
+    monkeypatch.setenv("FER_WEIGHTS_DIR", str(weights_dir))
+    monkeypatch.setenv("FER_RESULTS_DIR", str(results_dir))
+    out = tmp_path / "loadrun.json"
+    rc = loadrun(["--clients", "3", "--seconds", "20", "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert rc == 0 and record["errors"] == 0 and record["leaks"] == 0, record["error_samples"]
+    assert all(c["photos"] >= 2 for c in record["per_client"]), record["per_client"]
+    assert record["latency_ms"]["n"] >= 3 and record["latency_ms"]["p50"] > 0
+    assert record["rss_mb"]["max"] > 100  # the server with three models loaded was sampled
+    assert record["cpu"]["server_s"] > 0 and 0 < record["cpu"]["server_share"] <= 1
