@@ -358,7 +358,7 @@ def subset_ensemble(run: Mapping[str, Any], models: Sequence[str]) -> dict[str, 
 
 # --- references --------------------------------------------------------------------------------
 
-MEASURED, REPORTED = "measured here", "reported elsewhere"
+MEASURED, REPORTED, UPLOADED = "measured here", "reported elsewhere", "uploaded, not checked by us"
 
 # Published or measured figures to read ours against. Only rows on FER2013's test split
 # (PrivateTest, 3,589 images) and single-crop are directly comparable with our `tta none` test runs.
@@ -416,13 +416,13 @@ def reference_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Our test-split runs (measured here) followed by the reference figures, in one table."""
     ours = [
         {
-            "source": "this project",
+            "source": "uploaded file" if run.get("_uploaded") else "this project",
             "model": run_title(run),
             "test set": f"FER2013 {run['split']}/ ({run['data'].get('n', 0):,} images)",
             "accuracy %": round(100 * run["metrics"]["accuracy"], 1),
             "macro-F1": round(run["metrics"]["macro"]["f1"], 2),
             "notes": f"TTA {run['tta']}; checkpoint selected on val/",
-            "kind": MEASURED,
+            "kind": UPLOADED if run.get("_uploaded") else MEASURED,
         }
         for run in runs
         if run["split"] == "test"

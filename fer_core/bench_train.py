@@ -10,7 +10,6 @@ one FER2013 epoch (28,709 training images). Used to plan how many epochs fit a C
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import write_json_atomic
 from .data import Split
 from .models import build_model
 from .registry import list_models
@@ -101,11 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "native_bf16": cpu_has_native_bf16(),
         },
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, out)
+    out = write_json_atomic(args.out, record, indent=1)
     print(f"-> {out}")
     return 0
 

@@ -10,12 +10,12 @@ of the shipped files. Nothing in it is typed in by hand, so it cannot drift from
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_json_atomic
 from .registry import get_spec, list_models
 from .results import load_runs
 from .serving import OnnxModel, sha256_file
@@ -144,11 +144,7 @@ def write_card(
     name: str, weights_dir: str | os.PathLike = "weights", results_dir: str | os.PathLike = "results"
 ) -> Path:
     card = build_card(name, weights_dir, results_dir)
-    path = Path(weights_dir) / f"{name}.card.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(card, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(Path(weights_dir) / f"{name}.card.json", card, indent=1)
 
 
 def shipped_models(weights_dir: str | os.PathLike = "weights") -> list[str]:

@@ -8,12 +8,12 @@ epoch, RNG, history, config) or to serve and fine-tune (`best.pt` and the shippe
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import write_atomic
 from .errors import WeightsError
 from .labels import EMOTIONS
 from .registry import get_spec
@@ -24,18 +24,7 @@ TRAINING_KEYS = ("optimizer", "scheduler", "rng", "scaler")
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temp file in the same folder, then os.replace: never a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda fh: torch.save(obj, fh), fsync=True)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

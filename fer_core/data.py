@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import io
 import os
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .atomic import write_atomic
 from .errors import DataLayoutError
 from .labels import EMOTIONS, FER_CSV_CODE_TO_INDEX
 from .preprocess import FACE_SIZE, resize_face
@@ -267,13 +266,7 @@ def _write_cache(file: Path, data: FERData) -> None:
         arrays[f"{name}_images"] = s.images
         arrays[f"{name}_labels"] = s.labels
         arrays[f"{name}_ids"] = np.array(s.ids)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, file)
+    write_atomic(file, lambda fh: np.savez(fh, **arrays))
 
 
 def _read_cache(file: Path) -> FERData:

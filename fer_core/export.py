@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import atomic_path
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_atomic, slim
 from .errors import WeightsError
 from .models import FER_INPUT_SIZE, count_parameters
@@ -63,11 +63,9 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict[s
     model = model_from_checkpoint(ckpt)
     meta = onnx_metadata(ckpt, sha256_file(checkpoint), count_parameters(model))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.rand(2, 1, FER_INPUT_SIZE, FER_INPUT_SIZE)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp_path:
+        tmp = str(tmp_path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's deprecation chatter
             torch.onnx.export(
@@ -86,9 +84,6 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict[s
         entry.key, entry.value = META_KEY, json.dumps(meta)
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return check_onnx_matches(out, model)
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_bytes_atomic
 from .labels import EMOTIONS
 
 SCHEMA = "fer_core.run/1"
@@ -54,8 +54,9 @@ def validate_run(run: Any) -> dict[str, Any]:
             raise RunSchemaError(f"missing field {key!r}")
         if not isinstance(run[key], typ):
             raise RunSchemaError(f"field {key!r} has the wrong type ({type(run[key]).__name__})")
-    if not all(isinstance(name, str) for name in run["models"]):
-        raise RunSchemaError("models must be a list of model names")
+    if not run["models"] or not all(isinstance(name, str) for name in run["models"]):
+        raise RunSchemaError("models must be a non-empty list of model names")
+    _check_identity(run)
     labels = run["labels"]
     if labels != list(EMOTIONS):
         raise RunSchemaError(f"labels {labels} differ from {list(EMOTIONS)}")
@@ -92,8 +93,8 @@ def validate_run(run: Any) -> dict[str, Any]:
     ):
         raise RunSchemaError(f"metrics.confusion_matrix must be {k}x{k} non-negative integers")
     n = run["data"].get("n")
-    if not isinstance(n, int) or sum(map(sum, cm)) != n:
-        raise RunSchemaError("data.n must equal the number of images in the confusion matrix")
+    if not isinstance(n, int) or n < 1 or sum(map(sum, cm)) != n:
+        raise RunSchemaError("data.n must be at least 1 and equal the number of images in the confusion matrix")
     s = run["samples"]
     ids, y, probs = s.get("ids"), s.get("y_true"), s.get("probs")
     if not (isinstance(ids, list) and isinstance(y, list) and isinstance(probs, list)):
@@ -115,6 +116,36 @@ def validate_run(run: Any) -> dict[str, Any]:
     return run
 
 
+_HISTORY_NUMBERS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "cpu_seconds")
+
+
+def _check_identity(run: dict[str, Any]) -> None:
+    """weights, history, selection and timing: what the dashboard and the cards index into."""
+    for w in run["weights"]:
+        if not isinstance(w, dict) or not isinstance(w.get("model"), str) or not isinstance(w.get("file"), str):
+            raise RunSchemaError("each entry of weights must be an object with the strings model and file")
+        if not isinstance(w.get("sha256"), (str, type(None))):
+            raise RunSchemaError("weights[].sha256 must be a string")
+        for key in ("bytes", "parameters"):
+            if not (w.get(key) is None or (_number(w[key], 0, float("inf")) and float(w[key]).is_integer())):
+                raise RunSchemaError(f"weights[].{key} must be a non-negative integer")
+    for model, rows in run["history"].items():
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise RunSchemaError(f"history.{model} must be a list of per-epoch objects")
+        for r in rows:
+            for key in _HISTORY_NUMBERS:
+                if r.get(key) is not None and not _number(r[key], float("-inf"), float("inf")):
+                    raise RunSchemaError(f"history.{model}[].{key} must be a number")
+    for model, sel in run["selection"].items():
+        if not isinstance(sel, dict) or not isinstance(sel.get("split"), (str, type(None))):
+            raise RunSchemaError(f"selection.{model} must be an object naming the split that chose it")
+    ips = run["timing"].get("images_per_second")
+    if ips is not None and not _number(ips, 0, float("inf")):
+        raise RunSchemaError("timing.images_per_second must be a non-negative number")
+    if not isinstance(run["timing"].get("backend"), (str, type(None))):
+        raise RunSchemaError("timing.backend must be a string")
+
+
 def _probability_rows(rows: list, k: int) -> bool:
     return all(isinstance(p, list) and len(p) == k and all(_number(v, 0, 1) for v in p) for p in rows)
 
@@ -133,16 +164,7 @@ def write_run(run: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix != ".json":
         path = path / run_filename(run)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(run, fh, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)  # a value json cannot write must not leave a stray file
-        raise
-    return path
+    return write_bytes_atomic(path, json.dumps(run, separators=(",", ":")).encode())
 
 
 def parse_run(raw: bytes | str, source: str = "run file") -> dict[str, Any]:
@@ -170,7 +192,7 @@ def load_runs(folder: str | os.PathLike = "results") -> list[dict[str, Any]]:
             if b'"schema":"' + SCHEMA.encode() not in raw[:200] and SCHEMA.encode() not in raw[:4096]:
                 continue
             run = parse_run(raw, f.name)
-        except RunSchemaError:
+        except (RunSchemaError, OSError):  # not a run, or unreadable (a folder, no permission): skip it
             continue
         run["_file"] = f.name
         runs.append(run)

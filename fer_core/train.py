@@ -9,7 +9,6 @@ Writes into OUT/MODEL/: `last.pt` (atomic, every epoch: everything needed to res
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
+from .atomic import write_json_atomic
 from .augment import AugmentConfig, augment_batch
 from .checkpoint import FORMAT, load_checkpoint, save_atomic, slim
 from .data import FERData, Split, load_fer2013
@@ -414,7 +414,4 @@ def _resume_state(cfg: TrainConfig) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, indent=1)

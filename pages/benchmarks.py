@@ -39,7 +39,7 @@ with st.expander("Add your own run files"):
     )
     for f in user_files or []:
         try:
-            runs.append({**parse_run(f.getvalue(), f.name), "_file": f"{f.name} (uploaded)"})
+            runs.append({**parse_run(f.getvalue(), f.name), "_file": f"{f.name} (uploaded)", "_uploaded": True})
         except RunSchemaError as exc:
             st.error(f"Not added: {escape_markdown(exc)}", icon=":material/rule:")
 
@@ -130,7 +130,7 @@ else:
 st.subheader("Many users at once")
 load = load_run_view(read_json_file(Path(results_dir()) / "loadrun.json"))
 if load is None:
-    st.info("No load run yet: `python tools/loadrun.py --clients 20 --seconds 120 --out results/loadrun.json`.")
+    st.info("No load run yet: `python tools/loadrun.py --clients 20 --seconds 180 --out results/loadrun.json`.")
 else:
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Browsers at once", load["clients"], help=f"each uploading photos for {load['seconds']:.0f} s")

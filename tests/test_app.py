@@ -105,6 +105,21 @@ def test_sample_photo_and_several_uploads(app_env, astronaut_jpeg):
     assert len(at.get("plotly_chart")) == 6
 
 
+def test_camera_photo_with_small_faces_search(app_env, astronaut_jpeg):
+    at = start()
+    at.toggle[1].set_value(True).run()  # "Use the camera"
+    assert not at.exception, at.exception
+    assert len(at.camera_input) == 1 and any("Upload a photo" in i.value for i in at.info)  # nothing yet
+    at.camera_input[0].set_value(("shot.jpg", astronaut_jpeg, "image/jpeg"))
+    at.toggle[2].set_value(True)  # "Find small faces"
+    at.run()
+    assert not at.exception, at.exception
+    assert [h.value for h in at.header] == ["camera photo"]
+    assert [s.value for s in at.subheader] == ["Face 1"]
+    assert set(model_lines(at)) == set(TITLES) and any(m.startswith("**Ensemble**") for m in markdown(at))
+    assert any(c.value.startswith("512×512 px · decode") for c in at.caption)
+
+
 def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path, results_dir):
     monkeypatch.setenv("FER_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setenv("FER_RESULTS_DIR", str(results_dir))
@@ -147,6 +162,8 @@ def test_benchmarks_page(app_env, results_dir):
     assert not at.exception, at.exception
     assert len(at.error) == 1 and "bad.json" in at.error[0].value and "schema" in at.error[0].value
     assert len(at.dataframe[0].value) == 3  # the valid upload joined the table
+    kinds = at.dataframe[-1].value.set_index("source")["kind"]
+    assert kinds["uploaded file"] == "uploaded, not checked by us"  # never passed off as ours
 
 
 def test_benchmarks_page_without_runs(monkeypatch, weights_dir, tmp_path):

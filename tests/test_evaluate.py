@@ -12,6 +12,7 @@ import pytest
 from conftest import tiny_data
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
+from fer_core.errors import WeightsError
 from fer_core.evaluate import ENSEMBLE, evaluate
 from fer_core.labels import EMOTIONS
 from fer_core.preprocess import softmax, to_model_input
@@ -124,6 +125,19 @@ def test_wrong_model_arguments_are_value_errors(weights_dir, data):
         evaluate(ENSEMBLE, data=data, weights=str(weights_dir / "resnet18.onnx"))
 
 
+def test_ensemble_of_the_models_shipped_so_far(weights_dir, data, run, tmp_path):
+    """Two of three models shipped: their ensemble; one: a clear error, not a crash."""
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("resnet18", "vgg16"):
+        (two / f"{name}.onnx").write_bytes((weights_dir / f"{name}.onnx").read_bytes())
+    r = evaluate(ENSEMBLE, data=data, weights_dir=str(two), threads=1)
+    assert r["models"] == ["resnet18", "vgg16"]
+    (two / "vgg16.onnx").unlink()
+    with pytest.raises(WeightsError, match="at least two models' weights .* found resnet18.onnx"):
+        evaluate(ENSEMBLE, data=data, weights_dir=str(two), threads=1)
+
+
 def test_write_and_load_round_trip(run, ensemble_run, tmp_path):
     path = write_run(run, tmp_path)
     assert path == tmp_path / "resnet18_test_none.json"
@@ -152,6 +166,13 @@ def test_write_run_refuses_an_invalid_run_and_leaves_no_file(run, tmp_path):
     with pytest.raises(TypeError):
         write_run(unwritable, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def _empty(r):
+    """A consistent run of zero images (the dashboard cannot draw it: rejected)."""
+    r["data"]["n"] = 0
+    r["metrics"]["confusion_matrix"] = [[0] * K for _ in range(K)]
+    r["samples"].update(ids=[], y_true=[], probs=[])
 
 
 def _mutations():
@@ -188,6 +209,14 @@ def _mutations():
         ("ids not strings", setter(["samples", "ids"], [{}] * 32), "samples.ids"),
         ("per_model a list", setter(["samples", "per_model"], [1]), "per_model"),
         ("per_model rows short", setter(["samples", "per_model"], {"resnet18": [[1.0]] * 32}), "per_model"),
+        ("no models", setter(["models"], []), "non-empty list"),
+        ("weights entry null", setter(["weights"], [None]), "each entry of weights"),
+        ("weights bytes text", setter(["weights", 0, "bytes"], "big"), "weights[].bytes"),
+        ("history not rows", setter(["history"], {"x": [1]}), "history.x"),
+        ("history value text", setter(["history"], {"x": [{"epoch": 1, "val_acc": "high"}]}), "history.x[].val_acc"),
+        ("selection a number", setter(["selection"], {"resnet18": 3}), "selection.resnet18"),
+        ("timing speed text", setter(["timing", "images_per_second"], "fast"), "timing.images_per_second"),
+        ("no images", _empty, "data.n must be at least 1"),
     ]
 
 

@@ -112,3 +112,26 @@ def test_streamlit_settings_protect_uploads():
     assert isinstance(server["maxUploadSize"], int) and 0 < server["maxUploadSize"] <= 50  # MB
     assert browser["gatherUsageStats"] is False
     assert server["enableXsrfProtection"] is True
+    assert config["client"]["showErrorDetails"] == "none"  # an unexpected error never shows a traceback
+
+
+def test_written_files_are_readable_by_others_and_never_torn(tmp_path):
+    """Results, cards and weights are written atomically as 0644 (mkstemp alone gives 0600, which
+    an app running as another user could not read); a failed write leaves the old file alone."""
+    import stat
+
+    import pytest
+
+    from fer_core.atomic import write_atomic, write_json_atomic
+
+    path = write_json_atomic(tmp_path / "sub" / "run.json", {"a": 1})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and path.read_text() == '{"a": 1}\n'
+
+    def fail(fh):
+        fh.write(b"half a fi")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        write_atomic(path, fail)
+    assert path.read_text() == '{"a": 1}\n'
+    assert sorted(p.name for p in path.parent.iterdir()) == ["run.json"]  # no temp file left behind

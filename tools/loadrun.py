@@ -1,6 +1,6 @@
 """Load run: many browsers use the Classify page at once; is it fast, private and steady in memory?
 
-    python tools/loadrun.py --clients 20 --seconds 60 --out results/loadrun.json
+    python tools/loadrun.py --clients 20 --seconds 180 --out results/loadrun.json
     FER_WEIGHTS_DIR=/path/to/weights python tools/loadrun.py --clients 2 --seconds 15 --out /tmp/loadrun.json
     python tools/loadrun.py --url http://127.0.0.1:8501 --pid 12345 --clients 5 --seconds 30 --out /tmp/lr.json
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import re
 import socket
@@ -46,6 +45,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as `python tools/loadrun.py`: fer_core is beside tools/
+
+from fer_core.atomic import write_json_atomic  # noqa: E402
+
 PHOTO = REPO / "assets" / "astronaut.jpg"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -59,6 +62,7 @@ CHROMIUM_ARGS = [
 PHOTO_TIMEOUT_MS = 120_000  # one photo may wait behind 19 others on 2 cores; beyond this it is an error
 LEVEL_TOLERANCE = 0.10  # last-third peak within 10 % of the middle-third peak: memory levelled off
 NAME_RE = re.compile(r"client-(\d+)-photo-(\d+)")
+SIZE_RE = re.compile(r"(\d+)×(\d+) px")
 
 
 @dataclass
@@ -72,12 +76,18 @@ class Client:
     leaks: list[str] = field(default_factory=list)
 
 
+def client_size(cid: int) -> tuple[int, int]:
+    """Each client's photo has its own size, shown on the page: a result for another client's photo
+    (not only its file name) on a client's page is seen as a leak."""
+    return 440 + 4 * cid, 400 + 4 * cid
+
+
 def client_photo(cid: int) -> bytes:
-    """The astronaut with the client's number drawn large in the bottom-right corner, as JPEG."""
+    """The astronaut at the client's own size, its number drawn large in the bottom-right corner, as JPEG."""
     from PIL import Image, ImageDraw, ImageFont
 
     with Image.open(PHOTO) as im:
-        photo = im.convert("RGB")
+        photo = im.convert("RGB").resize(client_size(cid), Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(photo)
     try:
         font: Any = ImageFont.load_default(size=56)
@@ -254,11 +264,16 @@ async def upload_once(page: Any, photo: bytes, name: str) -> float:
 
 
 async def check_leaks(page: Any, client: Client) -> None:
-    """Any other client's file name on this client's page is a leak."""
+    """Any other client's file name, or a photo of another client's size, on this client's page is a leak."""
     text = await page.inner_text("body")
     for match in NAME_RE.finditer(text):
         if int(match.group(1)) != client.cid:
             client.leaks.append(match.group(0))
+    w, h = client_size(client.cid)
+    sizes = SIZE_RE.findall(text)
+    if not sizes:
+        raise RuntimeError("the page shows no photo size")
+    client.leaks += [f"{sw}×{sh} px" for sw, sh in sizes if (int(sw), int(sh)) != (w, h)]
 
 
 async def drive(url: str, clients: list[Client], seconds: float) -> None:
@@ -324,13 +339,7 @@ def summarise(args: argparse.Namespace, url: str, clients: list[Client], series:
 
 def write_json(record: dict, out: str) -> None:
     """Atomically: a killed run never leaves half a file."""
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(out, record, indent=2)
 
 
 def main(argv: list[str] | None = None) -> int:
