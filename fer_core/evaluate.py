@@ -24,12 +24,13 @@ import numpy as np
 
 from . import __version__
 from .data import FERData, load_fer2013
+from .errors import WeightsError
 from .labels import EMOTIONS
 from .metrics import classification_metrics
 from .preprocess import predict_proba
 from .registry import get_spec, list_models
 from .results import SCHEMA, validate_run
-from .serving import OnnxModel, default_threads, load_models, sha256_file
+from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, default_threads, load_models, sha256_file, weights_path
 
 ENSEMBLE = "ensemble"
 
@@ -74,7 +75,14 @@ def open_models(name: str, weights: str | None = None, weights_dir: str | None =
     if name == ENSEMBLE:
         if weights:
             raise ValueError("--weights names one model's file; the ensemble uses every model in --weights-dir")
-        return load_models(list_models(), weights_dir, threads)
+        # The mean of every model whose weights are in the folder: the ensemble the app serves.
+        names = [m for m in list_models() if weights_path(m, weights_dir).is_file()]
+        if len(names) < 2:
+            raise WeightsError(
+                f"an ensemble needs at least two models' weights in {weights_dir or DEFAULT_WEIGHTS_DIR}; "
+                f"found {', '.join(n + '.onnx' for n in names) or 'none'}"
+            )
+        return load_models(names, weights_dir, threads)
     get_spec(name)
     if weights:
         model = TorchCheckpointModel(weights, threads) if str(weights).endswith(".pt") else OnnxModel(weights, threads)
