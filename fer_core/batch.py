@@ -17,6 +17,7 @@ any image failed (including failures recorded before a resume), else 0.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -77,6 +78,7 @@ def read_done(output: str | os.PathLike, fmt: str, header: list[str]) -> tuple[s
                 )
             good = consumed = len(first_line.encode(**ENCODING))
             last = first_line
+            last_file, last_start = None, good
 
             def lines() -> Iterator[str]:
                 nonlocal consumed, last
@@ -88,10 +90,16 @@ def read_done(output: str | os.PathLike, fmt: str, header: list[str]) -> tuple[s
             for row in csv.reader(lines()):
                 if len(row) != len(header) or not last.endswith("\n"):
                     break  # torn: the run was killed while writing it
+                if row[0] != last_file:
+                    last_file, last_start = row[0], good
                 good = consumed
                 done.add(row[0])
                 if row[-1]:
                     failed.add(row[0])
+            if last_file is not None:  # its rows may be only some of its faces (a write cut short): redo it
+                done.discard(last_file)
+                failed.discard(last_file)
+                good = last_start
         else:
             for n, line in enumerate(fh, start=1):
                 if not line.endswith("\n"):
@@ -174,17 +182,20 @@ def predict_paths(
                 continue
             n_faces += len(faces)
             if writer:
-                if not faces:  # still one row, so the image is in the output (and --resume skips it)
-                    writer.writerow([str(f)] + [""] * (len(header) - 1))
-                for i, face in enumerate(faces):
+                rows = [[str(f)] + [""] * (len(header) - 1)] if not faces else []  # a row even without faces
+                for i, face in enumerate(faces, start=1):  # numbered as in the app: face 1 is box 1
                     b = face.box
                     row = [str(f), i, b.x, b.y, b.w, b.h, face.label, f"{face.score:.4f}", face.agree]
                     for m in names:
                         label, score = face.top(m)
                         row += [label, f"{score:.4f}"]
-                    writer.writerow(row + [f"{p:.4f}" for p in face.ensemble] + [""])
+                    rows.append(row + [f"{p:.4f}" for p in face.ensemble] + [""])
+                chunk = io.StringIO(newline="")
+                csv.writer(chunk).writerows(rows)
+                out.write(chunk.getvalue())  # an image's rows in one write: a kill tears at most its last line
             else:
-                out.write(json.dumps({"file": str(f), "faces": [face.to_dict() for face in faces]}) + "\n")
+                faces_out = [{"face": i, **face.to_dict()} for i, face in enumerate(faces, start=1)]
+                out.write(json.dumps({"file": str(f), "faces": faces_out}) + "\n")
             out.flush()
             if bar is not None:
                 bar.set_postfix(faces=n_faces, errors=errors, refresh=False)

@@ -50,7 +50,7 @@ def test_check_output_catches_missing_duplicated_and_wrong_errors(tmp_path):
     good = tmp_path / "good.csv"
     _write(
         good,
-        [["a.jpg", 0, 1, ""], ["b.jpg", 0, 1, ""], ["b.jpg", 1, 2, ""]]
+        [["a.jpg", 1, 1, ""], ["b.jpg", 1, 1, ""], ["b.jpg", 2, 2, ""]]
         + [["c.jpg", "", "", "bad"], ["d.jpg", "", "", ""]],
     )
     check = check_output(good, files)
@@ -61,7 +61,7 @@ def test_check_output_catches_missing_duplicated_and_wrong_errors(tmp_path):
     bad = tmp_path / "bad.csv"  # b's face 1 twice, d missing, a reported as an error, e unknown
     _write(
         bad,
-        [["a.jpg", 0, 1, "x"], ["b.jpg", 0, 1, ""], ["b.jpg", 1, 2, ""], ["b.jpg", 1, 2, ""]]
+        [["a.jpg", 1, 1, "x"], ["b.jpg", 1, 1, ""], ["b.jpg", 2, 2, ""], ["b.jpg", 2, 2, ""]]
         + [["c.jpg", "", "", "bad"], ["e.jpg", "", "", ""]],
     )
     check = check_output(bad, files)

@@ -12,7 +12,7 @@ would, samples the process's resident memory every half second, SIGKILLs it once
 images are in the output, and runs the same command again with --resume.
 
 Checks, all written to the JSON file (schema "fer_core.batchrun/1"):
-- every file is in the output exactly once (face rows numbered 0..k-1, no duplicates, none missing);
+- every file is in the output exactly once (face rows numbered 1..k, no duplicates, none missing);
 - every broken file, and nothing else, is reported as an error, and the run went on past it;
 - the exit status is 1 (some images failed) as documented;
 - the progress bar was drawn (tqdm on stderr);
@@ -177,7 +177,8 @@ def check_output(output: Path, files: dict[str, str]) -> dict[str, Any]:
                 errors.add(row[0])
     missing = sorted(set(files) - set(faces))
     extra = sorted(set(faces) - set(files))
-    bad_numbering = sorted(f for f, idx in faces.items() if idx != [""] and idx != [str(i) for i in range(len(idx))])
+    numbered = {f for f, idx in faces.items() if idx == [""] or idx == [str(i) for i in range(1, len(idx) + 1)]}
+    bad_numbering = sorted(set(faces) - numbered)
     broken = {f for f, kind in files.items() if kind == "broken"}
     found = Counter()
     images_with_faces = Counter()
