@@ -6,7 +6,9 @@ document CascadeClassifier as thread-safe, so each thread gets its own instance.
 
 from __future__ import annotations
 
-import threading
+import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import cv2
@@ -50,21 +52,32 @@ class FaceDetector:
         self.min_neighbors = min_neighbors
         self.min_face_fraction = min_face_fraction
         self.max_side = max_side
-        self._local = threading.local()
+        # A CascadeClassifier must not be used by two threads at once, and loading one parses a
+        # ~1 MB XML file. Streamlit runs every script run on a new thread, so a per-thread copy
+        # would be loaded again on each click: instead a pool, one cascade per concurrent call.
+        self._pool: queue.SimpleQueue[cv2.CascadeClassifier] = queue.SimpleQueue()
         self._cascade_file = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-        self._cascade()  # fail at construction, not on the first photo
+        self._pool.put(self._load())  # fail at construction, not on the first photo
 
-    def _cascade(self) -> cv2.CascadeClassifier:
-        cascade = getattr(self._local, "cascade", None)
-        if cascade is None:
-            cascade = cv2.CascadeClassifier(self._cascade_file)
-            if cascade.empty():
-                raise RuntimeError(
-                    f"OpenCV's Haar cascade is missing ({self._cascade_file}); "
-                    "install opencv-python-headless<5, which ships it"
-                )
-            self._local.cascade = cascade
+    def _load(self) -> cv2.CascadeClassifier:
+        cascade = cv2.CascadeClassifier(self._cascade_file)
+        if cascade.empty():
+            raise RuntimeError(
+                f"OpenCV's Haar cascade is missing ({self._cascade_file}); "
+                "install opencv-python-headless<5, which ships it"
+            )
         return cascade
+
+    @contextmanager
+    def _cascade(self) -> Iterator[cv2.CascadeClassifier]:
+        try:
+            cascade = self._pool.get_nowait()
+        except queue.Empty:  # every pooled cascade is in use by another thread
+            cascade = self._load()
+        try:
+            yield cascade
+        finally:
+            self._pool.put(cascade)
 
     def detect(self, gray: np.ndarray, small_faces: bool = False) -> list[Box]:
         """Faces in a (H, W) uint8 image, sorted left to right, as boxes in its pixels.
@@ -84,9 +97,10 @@ class FaceDetector:
         min_side = max(MIN_FACE_PIXELS, int(fraction * min(small.shape)))
         if min(small.shape) < min_side:
             return []
-        found = self._cascade().detectMultiScale(
-            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_side, min_side)
-        )
+        with self._cascade() as cascade:
+            found = cascade.detectMultiScale(
+                small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_side, min_side)
+            )
         boxes = [
             Box(int(round(x / scale)), int(round(y / scale)), int(round(bw / scale)), int(round(bh / scale)))
             for x, y, bw, bh in (found if len(found) else [])

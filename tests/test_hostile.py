@@ -347,3 +347,27 @@ def test_one_predictor_shared_by_eight_threads(predictor):
         for (_, probs), (_, want) in zip(summary, expected[name], strict=True):
             for model in want:
                 np.testing.assert_allclose(probs[model], want[model], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_face_detector_reuses_cascades_across_threads(monkeypatch):
+    """Streamlit runs each script run on a new thread: the detector must not parse its cascade
+    file again for each of them, yet never lend one cascade to two threads at once."""
+    import threading
+
+    from fer_core.faces import FaceDetector
+
+    detector = FaceDetector()
+    loads = []
+    real_load = detector._load
+    monkeypatch.setattr(detector, "_load", lambda: loads.append(1) or real_load())
+    gray = np.asarray(astronaut().convert("L"))
+    for _ in range(10):  # ten script runs, one after another, each on a fresh thread
+        t = threading.Thread(target=detector.detect, args=(gray,))
+        t.start()
+        t.join()
+    assert loads == []  # the cascade loaded at construction served them all
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        boxes = list(pool.map(lambda _: detector.detect(gray), range(12)))
+    assert all(b == boxes[0] and len(b) == 1 for b in boxes)
+    assert len(loads) <= 3  # one extra cascade per thread that found the pool empty, at most
