@@ -32,7 +32,10 @@ def show_analysis(idx: int, analysis: Analysis, n_models: int) -> None:
     annotated = draw_faces(analysis.image, [f.box for f in faces], captions, max_side=DISPLAY_MAX_SIDE)
     st.image(annotated, width="content", output_format="JPEG")  # JPEG: PNG of a photo costs ~100x the CPU
     t = analysis.timings_ms
-    st.caption(f"decode {t['decode']:.0f} ms · face detection {t['detect']:.0f} ms · total {t['total']:.0f} ms")
+    st.caption(
+        f"{analysis.image.width}×{analysis.image.height} px · decode {t['decode']:.0f} ms · "
+        f"face detection {t['detect']:.0f} ms · total {t['total']:.0f} ms"
+    )
     for i, face in enumerate(faces, start=1):
         st.subheader(f"Face {i}" if analysis.detected else "Whole image")
         cols = st.columns([1] + [2] * len(face.probabilities))

@@ -71,9 +71,13 @@ def write_csv(path: Path, rows_per_usage: int = 7, seed: int = 0) -> Path:
 
 
 def real_data_path() -> Path | None:
+    """FER_DATA (folders, or the original fer2013.csv or a folder holding it), else ../shared/fer2013."""
     for candidate in (os.environ.get("FER_DATA"), REPO.parent / "shared" / "fer2013"):
-        if candidate and (Path(candidate) / "train").is_dir():
-            return Path(candidate)
+        if not candidate:
+            continue
+        path = Path(candidate)
+        if (path / "train").is_dir() or (path.is_file() and path.suffix == ".csv") or (path / "fer2013.csv").is_file():
+            return path
     return None
 
 
