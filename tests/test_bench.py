@@ -14,6 +14,7 @@ def test_bench_writes_record(weights_dir, tmp_path, capsys):
     record = json.loads(out.read_text())
     assert record["schema"] == bench.BENCH_SCHEMA and record["models"] == list_models()
     assert record["photo"]["file"] == "astronaut.jpg"
+    assert (record["photo"]["width"], record["photo"]["height"]) == (640, 640)  # resized to the 640-px case
     lat, cold = record["latency"], record["cold_start"]
     assert lat["runs"] == 3 and lat["faces"] == 1  # the sample photo has one face
     assert 0 < lat["min_ms"] <= lat["median_ms"] <= lat["p95_ms"] <= lat["max_ms"]
