@@ -11,6 +11,7 @@ Runs on ONNX Runtime and OpenCV; never imports torch.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,12 +91,23 @@ class Analysis:
 class Predictor:
     """All loaded models plus the face detector; safe to share between threads."""
 
-    def __init__(self, models: dict[str, OnnxModel], detector: FaceDetector | None = None, max_faces: int = MAX_FACES):
+    def __init__(
+        self,
+        models: dict[str, OnnxModel],
+        detector: FaceDetector | None = None,
+        max_faces: int = MAX_FACES,
+        max_concurrent: int | None = None,
+    ):
         if not models:
             raise WeightsError("a Predictor needs at least one model")
         self.models = models
         self.detector = detector or FaceDetector()
         self.max_faces = max_faces
+        # Shared by every session of the app: at most this many photos are decoded and analysed at
+        # once (one per core by default), so 20 simultaneous uploads of large photos cost the memory
+        # of a few, not of 20; the others wait their turn. The work is CPU-bound, so no speed is lost.
+        self.max_concurrent = max(1, max_concurrent or os.cpu_count() or 2)
+        self._slots = threading.BoundedSemaphore(self.max_concurrent)
 
     @classmethod
     def load(
@@ -132,6 +144,12 @@ class Predictor:
     def analyze(
         self, image: ImageSource, detect: bool = True, channel_order: str = "RGB", small_faces: bool = False
     ) -> Analysis:
+        """The upright image, every face with each model's probabilities and the ensemble, and timings
+        (which leave out any wait for a free slot, see `max_concurrent`)."""
+        with self._slots:
+            return self._analyze(image, detect, channel_order, small_faces)
+
+    def _analyze(self, image: ImageSource, detect: bool, channel_order: str, small_faces: bool) -> Analysis:
         t0 = time.perf_counter()
         im = load_image(image, channel_order)
         gray = to_gray(im)

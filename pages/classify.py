@@ -20,6 +20,7 @@ from fer_core.predict import Analysis, Predictor
 from fer_core.registry import list_models
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
+MAX_PHOTOS = 10  # per page run: every photo is held in memory until the page is drawn
 log = logging.getLogger(__name__)
 
 
@@ -79,7 +80,13 @@ use_sample = left.toggle("Use the sample photo (NASA astronaut, public domain)")
 use_camera = middle.toggle("Use the camera")
 small_faces = right.toggle("Find small faces (group photos; slower)")
 
-sources: list[tuple[str, bytes]] = [(f.name, f.getvalue()) for f in uploads or []]
+uploads = uploads or []
+if len(uploads) > MAX_PHOTOS:
+    st.warning(
+        f"{len(uploads)} photos uploaded; the first {MAX_PHOTOS} are shown. Remove some to see the others.",
+        icon=":material/photo_library:",
+    )
+sources: list[tuple[str, bytes]] = [(f.name, f.getvalue()) for f in uploads[:MAX_PHOTOS]]
 if use_camera:
     shot = st.camera_input("Take a photo")
     if shot is not None:

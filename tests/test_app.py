@@ -120,6 +120,17 @@ def test_camera_photo_with_small_faces_search(app_env, astronaut_jpeg):
     assert any(c.value.startswith("512×512 px · decode") for c in at.caption)
 
 
+def test_more_photos_than_the_cap_say_so(app_env):
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 200, 200)).save(buf, format="PNG")
+    files = [(f"p{i:02d}.png", buf.getvalue(), "image/png") for i in range(12)]
+    at = start()
+    at.file_uploader[0].set_value(files).run()
+    assert not at.exception, at.exception
+    assert [h.value for h in at.header] == [f"p{i:02d}.png" for i in range(10)]
+    assert any("12 photos uploaded; the first 10 are shown" in w.value for w in at.warning)
+
+
 def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path, results_dir):
     monkeypatch.setenv("FER_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setenv("FER_RESULTS_DIR", str(results_dir))

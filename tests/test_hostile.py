@@ -371,3 +371,37 @@ def test_face_detector_reuses_cascades_across_threads(monkeypatch):
         boxes = list(pool.map(lambda _: detector.detect(gray), range(12)))
     assert all(b == boxes[0] and len(b) == 1 for b in boxes)
     assert len(loads) <= 3  # one extra cascade per thread that found the pool empty, at most
+
+
+def test_predictor_analyses_at_most_max_concurrent_photos_at_once(weights_dir, monkeypatch):
+    """However many sessions upload at once, only `max_concurrent` photos are decoded at a time
+    (what bounds the memory of 20 users sending large photos together)."""
+    import threading
+    import time
+
+    import fer_core.predict as predict_module
+    from fer_core import Predictor
+
+    predictor = Predictor.load(weights_dir, threads=1)
+    predictor = Predictor(predictor.models, max_concurrent=2)
+    active, peak, lock = 0, 0, threading.Lock()
+    real_load = predict_module.load_image
+
+    def slow_load(*args, **kw):
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        try:
+            time.sleep(0.05)
+            return real_load(*args, **kw)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(predict_module, "load_image", slow_load)
+    raw = ASTRONAUT.read_bytes()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: predictor.analyze(raw), range(8)))
+    assert all(len(r.faces) == 1 for r in results)
+    assert peak == 2  # eight callers, two at a time
