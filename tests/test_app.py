@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from fer_core.appdata import escape_markdown as escape
 from fer_core.appdata import model_title
 from fer_core.registry import list_models
 
@@ -129,6 +130,29 @@ def test_more_photos_than_the_cap_say_so(app_env):
     assert not at.exception, at.exception
     assert [h.value for h in at.header] == [f"p{i:02d}.png" for i in range(10)]
     assert any("12 photos uploaded; the first 10 are shown" in w.value for w in at.warning)
+
+
+def test_the_hostile_corpus_through_the_page(app_env, astronaut_jpeg):
+    """Every broken file gets its own message, every odd but valid photo its face, no exception;
+    the page then answers the next upload normally."""
+    from test_hostile import _corpus
+
+    corpus = list(_corpus().items())
+    at = start()
+    for start_at in range(0, len(corpus), 10):  # the page shows 10 photos per run
+        chunk = corpus[start_at : start_at + 10]
+        at.file_uploader[0].set_value([(name, raw, "image/png") for name, (raw, _) in chunk]).run()
+        assert not at.exception, at.exception
+        assert [h.value for h in at.header] == [escape(name) for name, _ in chunk]
+        bad = [(name, fragment) for name, (_, fragment) in chunk if fragment]
+        assert len(at.error) == len(bad)
+        for err, (name, fragment) in zip(at.error, bad, strict=True):
+            assert escape(name) in err.value and fragment in err.value, err.value
+        faces = sum(s.value == "Face 1" for s in at.subheader)
+        assert faces == len(chunk) - len(bad)
+    at.file_uploader[0].set_value([("next.jpg", astronaut_jpeg, "image/jpeg")]).run()
+    assert not at.exception and not at.error
+    assert set(model_lines(at)) == set(TITLES)
 
 
 def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path, results_dir):

@@ -23,6 +23,7 @@ from fer_core.predict import Predictor
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
 TIME_BOUND_S = 10.0
+pytestmark = pytest.mark.timeout(180)  # a hang (not just a slow image) fails instead of stalling
 # conftest's autouse fixture only sets an environment variable, so sharing it between examples is safe.
 FUZZ = settings(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

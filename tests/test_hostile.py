@@ -8,6 +8,7 @@ every thread exactly the single-threaded result.
 from __future__ import annotations
 
 import io
+import json
 import struct
 import time
 import zlib
@@ -29,6 +30,7 @@ from fer_core.predict import Analysis, Predictor
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
 TIME_BOUND_S = 10.0
+pytestmark = pytest.mark.timeout(180)  # a hang (not just a slow image) fails instead of stalling
 # In the 512x512 astronaut the face spans roughly x 170-290, y 60-200 (see test_predict.py).
 FACE_X, FACE_Y = (170, 290), (60, 200)
 T = Image.Transpose
@@ -405,3 +407,38 @@ def test_predictor_analyses_at_most_max_concurrent_photos_at_once(weights_dir, m
         results = list(pool.map(lambda _: predictor.analyze(raw), range(8)))
     assert all(len(r.faces) == 1 for r in results)
     assert peak == 2  # eight callers, two at a time
+
+
+# ---- the same corpus through the CLI and the app ---------------------------------------------------
+
+
+def _corpus() -> dict[str, tuple[bytes, str | None]]:
+    """File name -> (bytes, the error fragment, or None for a photo with the astronaut's face)."""
+    files: dict[str, tuple[bytes, str | None]] = {}
+    for name, (make, fragment) in ERRORS.items():
+        files[f"bad-{name}.jpg"] = (make(), fragment)
+    for name, make in FACES.items():
+        files[f"ok-{name}.png"] = (make(), None)
+    return files
+
+
+def test_the_corpus_through_the_batch_cli(weights_dir, tmp_path):
+    from conftest import run_python
+
+    corpus = _corpus()
+    for name, (raw, _) in corpus.items():
+        (tmp_path / "in" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(raw)
+    out = tmp_path / "out.jsonl"
+    r = run_python(
+        "-m", "fer_core", "predict", str(tmp_path / "in"), "--weights-dir", str(weights_dir), "-o", str(out),
+        "--no-progress", "--threads", "1", timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr  # 1: some images failed, as documented
+    rows = {Path(row["file"]).name: row for row in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == set(corpus)
+    for name, (_, fragment) in corpus.items():
+        if fragment is None:
+            assert "error" not in rows[name] and len(rows[name]["faces"]) == 1, name
+        else:
+            assert fragment in rows[name]["error"] and name in rows[name]["error"], (name, rows[name])
