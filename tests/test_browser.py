@@ -117,3 +117,40 @@ def test_loadrun_three_browsers_no_errors_no_leaks(playwright_api, weights_dir, 
     assert record["latency_ms"]["n"] >= 3 and record["latency_ms"]["p50"] > 0
     assert record["rss_mb"]["max"] > 100  # the server with three models loaded was sampled
     assert record["cpu"]["server_s"] > 0 and 0 < record["cpu"]["server_share"] <= 1
+
+
+def test_an_upload_through_the_real_server_leaves_no_trace(playwright_api, server):
+    """The privacy check of test_privacy.py, through `streamlit run` and a browser instead of AppTest:
+    after the photo is analysed, no file written since (repository, temp folder, the server's log)
+    holds its marker, name, bytes or pixels (not even the browser's profile folder)."""
+    import hashlib
+    import tempfile
+    import time
+    import uuid
+
+    from test_privacy import leaks, marked_photo
+
+    marker = f"privacy-marker-{uuid.uuid4().hex}"
+    name = f"{marker}-holiday.png"
+    photo, pixels = marked_photo(marker)
+    needles = {
+        "marker": marker.encode(),
+        "upload bytes": photo[len(photo) // 2 : len(photo) // 2 + 64],
+        "raw pixels": pixels[-20:, :, :].tobytes()[:96],
+    }
+    started = time.time() - 1
+    with playwright_api() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(90_000)
+            page.goto(server)
+            page.wait_for_selector("input[type=file]", state="attached")
+            page.set_input_files("input[type=file]", files=[{"name": name, "mimeType": "image/png", "buffer": photo}])
+            page.get_by_text("Face 1", exact=True).wait_for()
+            page.get_by_role("button", name="Download results (JSON)").wait_for()
+            pixel_hash = hashlib.sha256(pixels.tobytes()).hexdigest()
+            found = leaks([REPO, Path(tempfile.gettempdir())], started, needles, pixel_hash)
+        finally:
+            browser.close()
+    assert found == [], found
