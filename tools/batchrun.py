@@ -42,6 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from fer_core.evaluate import git_commit  # noqa: E402
 from tools.loadrun import RssSampler, levelled, write_json  # noqa: E402
 
 PHOTO = REPO / "assets" / "astronaut.jpg"
@@ -250,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "command": " ".join(["python", "-m", "fer_core", "predict", "CORPUS", "--format", "csv", "-o", "OUT"]),
             "weights_dir": args.weights_dir or "weights",
+            "git_commit": git_commit(),
             "note": args.note,
             "images": args.images,
             "kinds": dict(Counter(files.values())),

@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as `python tools/loadrun.py`: fer_core is beside tools/
 
 from fer_core.atomic import write_json_atomic  # noqa: E402
+from fer_core.evaluate import git_commit  # noqa: E402
 
 PHOTO = REPO / "assets" / "astronaut.jpg"
 CHROMIUM = "/usr/bin/chromium"
@@ -307,6 +308,7 @@ def summarise(args: argparse.Namespace, url: str, clients: list[Client], series:
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config": {"clients": args.clients, "seconds": args.seconds, "url": url, "server_started": not args.url},
         "weights_dir": os.environ.get("FER_WEIGHTS_DIR", "weights"),
+        "git_commit": git_commit(),
         "note": args.note,
         "wall_s": round(wall_s, 1),
         "photos": len(latencies) + len(firsts),
