@@ -28,6 +28,9 @@ MIN_SIDE = 1
 # The formats bytes and files may be in. Pillow's JPEG opener also reads MPO, the multi-picture
 # JPEG many phone cameras write.
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+# What the web app takes: photo formats a browser sends. TIFF (scans, microscopy) is for the API
+# and the CLI only; one parser fewer facing the public.
+WEB_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 # Leading bytes of those formats, to say "a damaged PNG" rather than "not an image" when the
 # header itself is broken.
 SIGNATURES = {
@@ -43,17 +46,18 @@ SIGNATURES = {
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 
-def load_image(source: ImageSource, channel_order: str = "RGB") -> Image.Image:
-    """An upright 8-bit image in mode "RGB" or "L"; raises InvalidImageError with the reason."""
+def load_image(source: ImageSource, channel_order: str = "RGB", formats: tuple[str, ...] = FORMATS) -> Image.Image:
+    """An upright 8-bit image in mode "RGB" or "L"; raises InvalidImageError with the reason.
+    Bytes and files are parsed only in `formats` (a subset of FORMATS)."""
     if isinstance(source, np.ndarray):
         return _from_array(source, channel_order)
     if isinstance(source, Image.Image):
         # Image.open is lazy: a caller's image may still hold undecoded (truncated) data.
         return _normalise(_load_pixels(_check_size(source, "the image"), "the image"), "the image")
     if isinstance(source, (str, os.PathLike)):
-        return _from_bytes(_read_file(Path(source)), str(source))
+        return _from_bytes(_read_file(Path(source)), str(source), formats)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _from_bytes(bytes(source), "the upload")
+        return _from_bytes(bytes(source), "the upload", formats)
     raise InvalidImageError(
         f"cannot read an image from a {type(source).__name__}; pass a path, bytes, a PIL image or a numpy array"
     )
@@ -82,14 +86,16 @@ def sniff_format(raw: bytes) -> str | None:
     return next((fmt for sig, fmt in SIGNATURES.items() if raw.startswith(sig)), None)
 
 
-def _from_bytes(raw: bytes, what: str) -> Image.Image:
+def _from_bytes(raw: bytes, what: str, formats: tuple[str, ...] = FORMATS) -> Image.Image:
     if not raw:
         raise InvalidImageError(f"{what} is empty (0 bytes)")
     if len(raw) > MAX_BYTES:
         raise InvalidImageError(f"{what}: {len(raw) / 1e6:.0f} MB is over the {MAX_BYTES / 1e6:.0f} MB limit")
     claimed = sniff_format(raw)
+    if claimed and claimed not in formats:
+        raise InvalidImageError(f"{what} is a {claimed} file; accepted here: {', '.join(formats)}")
     try:
-        im = Image.open(io.BytesIO(raw), formats=FORMATS)
+        im = Image.open(io.BytesIO(raw), formats=[f for f in formats if f in FORMATS])
     except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"{what} is too large to decode safely: {exc}") from None
     except Exception as exc:  # UnidentifiedImageError, or a parser's own error on a broken header

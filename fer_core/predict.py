@@ -21,7 +21,7 @@ from PIL import Image
 
 from .errors import WeightsError
 from .faces import Box, FaceDetector, centre_square, crop_face
-from .imageio import ImageSource, load_image, to_gray
+from .imageio import FORMATS, ImageSource, load_image, to_gray
 from .labels import EMOTIONS
 from .preprocess import predict_proba
 from .registry import list_models
@@ -142,16 +142,24 @@ class Predictor:
         return self.analyze(image, detect, channel_order, small_faces).faces
 
     def analyze(
-        self, image: ImageSource, detect: bool = True, channel_order: str = "RGB", small_faces: bool = False
+        self,
+        image: ImageSource,
+        detect: bool = True,
+        channel_order: str = "RGB",
+        small_faces: bool = False,
+        formats: tuple[str, ...] = FORMATS,
     ) -> Analysis:
         """The upright image, every face with each model's probabilities and the ensemble, and timings
-        (which leave out any wait for a free slot, see `max_concurrent`)."""
+        (which leave out any wait for a free slot, see `max_concurrent`). Bytes and files are parsed
+        only in `formats` (the app passes imageio.WEB_FORMATS)."""
         with self._slots:
-            return self._analyze(image, detect, channel_order, small_faces)
+            return self._analyze(image, detect, channel_order, small_faces, formats)
 
-    def _analyze(self, image: ImageSource, detect: bool, channel_order: str, small_faces: bool) -> Analysis:
+    def _analyze(
+        self, image: ImageSource, detect: bool, channel_order: str, small_faces: bool, formats: tuple[str, ...]
+    ) -> Analysis:
         t0 = time.perf_counter()
-        im = load_image(image, channel_order)
+        im = load_image(image, channel_order, formats)
         gray = to_gray(im)
         t1 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1000}

@@ -16,10 +16,11 @@ from fer_core.appdata import (
     probability_figure,
 )
 from fer_core.errors import InvalidImageError, WeightsError
+from fer_core.imageio import WEB_FORMATS
 from fer_core.predict import Analysis, Predictor
 from fer_core.registry import list_models
 
-IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 MAX_PHOTOS = 10  # per page run: every photo is held in memory until the page is drawn
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,12 @@ for idx, (name, raw) in enumerate(sources):
     shown = escape_markdown(name)  # a file name is user input: show it, never render it
     st.header(shown, divider="gray")
     try:
-        analysis = predictor.analyze(raw, detect=True, small_faces=small_faces)
+        analysis = predictor.analyze(raw, detect=True, small_faces=small_faces, formats=WEB_FORMATS)
         if not analysis.faces:
             st.warning(f"No face found in {shown}.", icon=":material/face_retouching_off:")
             if not st.checkbox("Classify the whole image as one face", key=f"whole-{idx}-{name}"):
                 continue
-            analysis = predictor.analyze(raw, detect=False)
+            analysis = predictor.analyze(raw, detect=False, formats=WEB_FORMATS)
     except (InvalidImageError, WeightsError) as exc:
         st.error(f"{shown}: {escape_markdown(exc)}", icon=":material/broken_image:")
         continue

@@ -155,6 +155,15 @@ def test_the_hostile_corpus_through_the_page(app_env, astronaut_jpeg):
     assert set(model_lines(at)) == set(TITLES)
 
 
+def test_a_tiff_renamed_jpg_is_refused_by_the_page(app_env):
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buf, format="TIFF")
+    at = start()
+    at.file_uploader[0].set_value([("scan.jpg", buf.getvalue(), "image/jpeg")]).run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "is a TIFF file; accepted here" in at.error[0].value
+
+
 def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path, results_dir):
     monkeypatch.setenv("FER_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setenv("FER_RESULTS_DIR", str(results_dir))

@@ -442,3 +442,12 @@ def test_the_corpus_through_the_batch_cli(weights_dir, tmp_path):
             assert "error" not in rows[name] and len(rows[name]["faces"]) == 1, name
         else:
             assert fragment in rows[name]["error"] and name in rows[name]["error"], (name, rows[name])
+
+
+def test_web_formats_refuse_tiff_that_the_api_reads(predictor):
+    from fer_core.imageio import WEB_FORMATS
+
+    tiff = encode(astronaut(), "TIFF")
+    assert len(timed(predictor, tiff).faces) == 1  # the API and the CLI read TIFF scans
+    with pytest.raises(InvalidImageError, match="is a TIFF file; accepted here: JPEG, PNG, WEBP, BMP, GIF"):
+        predictor.analyze(tiff, formats=WEB_FORMATS)  # the app does not parse it at all
