@@ -1,14 +1,16 @@
 """The README's results table, printed from the stored runs (so no figure in it is typed by hand).
 
-python -m fer_core.report [--results results]
+python -m fer_core.report [--results results] [--write README.md]
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from .atomic import write_bytes_atomic
 from .registry import get_spec
 from .results import load_runs
 
@@ -48,11 +50,32 @@ def results_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def replace_table(text: str, table: str) -> str:
+    """`text` (a README) with its results table (the block of lines from the table's header row to
+    the next line that is not a table row) replaced by `table`."""
+    lines = text.splitlines(keepends=True)
+    header = table.splitlines()[0]
+    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == header), None)
+    if start is None:
+        raise ValueError("no results table to replace (its header row was not found)")
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return "".join(lines[:start]) + table + "\n" + "".join(lines[end:])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer_core.report", description=__doc__.split("\n")[0])
     parser.add_argument("--results", default="results")
+    parser.add_argument("--write", metavar="README", help="replace the results table in this file instead of printing")
     args = parser.parse_args(argv)
-    print(results_table(load_runs(args.results)))
+    table = results_table(load_runs(args.results))
+    if args.write:
+        path = Path(args.write)
+        write_bytes_atomic(path, replace_table(path.read_text(), table).encode())
+        print(f"results table of {path} updated")
+    else:
+        print(table)
     return 0
 
 
