@@ -63,9 +63,11 @@ python -m fer_core predict photo.jpg      # the same pipeline on the command lin
 st.markdown("Retrain, evaluate and export (needs `requirements-dev.txt` and FER2013 in `data/fer2013` or `FER_DATA`):")
 st.code(
     """python -m fer_core train --model resnet18          # selects the checkpoint on val/
+python -m fer_core export --runs runs --weights weights
 python -m fer_core evaluate --model resnet18 --split test --out results/
 python -m fer_core evaluate --model ensemble --split test --out results/
-python -m fer_core export --runs runs --weights weights
+python -m fer_core card                             # weights/NAME.card.json
+python -m fer_core.report --write README.md         # the README's results table
 python -m fer_core.bench                            # app speed -> results/bench_app.json""",
     language="bash",
 )
