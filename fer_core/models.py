@@ -124,6 +124,11 @@ def build_efficientnet_v2_s(spec: ModelSpec, pretrained: bool = False) -> FERNet
     body = _torchvision_body(spec, pretrained)
     stem = body.features[0][0]
     body.features[0][0] = _gray_conv(stem, pretrained)
+    # The last stage's stride-2 conv (in its first block's depthwise conv) made 1: its 15 blocks see
+    # 3x3 instead of 2x2 at 48x48, as layer4 of our ResNet18 and the last block of our VGG16 do.
+    last_stage = body.features[6]
+    downsample = next(m for m in last_stage.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2))
+    downsample.stride = (1, 1)
     last = body.classifier[-1]
     body.classifier[-1] = nn.Linear(last.in_features, NUM_CLASSES)
     return FERNet(_adapter(spec, pretrained), body)

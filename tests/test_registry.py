@@ -60,3 +60,15 @@ def test_spec_round_trips_as_plain_types():
         d = get_spec(name).to_dict()
         assert json.loads(json.dumps(d)) == d
         assert d["name"] == name
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_ends_on_a_3x3_map_at_48_pixels(name):
+    """The 48x48 adaptations keep the last feature map at 3x3 (torchvision's strides would leave
+    2x2 for ResNet18 and EfficientNetV2-S, 1x1 for VGG16): the pool sees where the parts of a face are."""
+    model = build_model(name).eval()
+    seen = []
+    model.body.avgpool.register_forward_hook(lambda _m, inputs, _out: seen.append(tuple(inputs[0].shape)))
+    with torch.no_grad():
+        model(torch.rand(1, 1, 48, 48))
+    assert seen and seen[0][-2:] == (3, 3), seen
