@@ -63,6 +63,14 @@ def run_label(run: Mapping[str, Any]) -> str:
     return f"{label} · {run['_file']}" if run.get("_file") else label
 
 
+def comparison_labels(runs: Sequence[Mapping[str, Any]], split: str = "test", tta: str = "none") -> list[str]:
+    """Labels of the runs a reader compares first: each model's (and each ensemble's) run on `split`
+    with `tta`, single models before ensembles. Falls back to every run's label if none matches."""
+    picked = [r for r in runs if r["split"] == split and r["tta"] == tta]
+    picked.sort(key=lambda r: (len(r.get("models") or [r["name"]]) > 1, run_title(r), r.get("_file", "")))
+    return [run_label(r) for r in picked] or [run_label(r) for r in runs]
+
+
 _MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#|~$:"})
 
 

@@ -11,6 +11,7 @@ from fer_core.appdata import (
     agreement,
     batch_run_view,
     collect_histories,
+    comparison_labels,
     confusion_figure,
     escape_markdown,
     history_figure,
@@ -52,19 +53,20 @@ if not runs:
     )
 else:
     labels = {run_label(r): r for r in runs}
+    compared = comparison_labels(runs)  # every model's test run, single view: what a reader compares first
 
     st.header("Summary")
     st.dataframe(pd.DataFrame(summary_rows(runs)), hide_index=True)
 
     st.header("Confusion matrix")
     left, right = st.columns([3, 1])
-    chosen = left.selectbox("Run", list(labels), key="cm-run")
+    chosen = left.selectbox("Run", list(labels), index=list(labels).index(compared[0]), key="cm-run")
     normalise = right.toggle("Row-normalised (recall per true class)", value=True)
     run = labels[chosen]
     st.plotly_chart(confusion_figure(run["metrics"]["confusion_matrix"], run["labels"], normalise), key="cm")
 
     st.header("Per-class scores")
-    picked = st.multiselect("Runs", list(labels), default=list(labels)[:4], key="pc-runs")
+    picked = st.multiselect("Runs", list(labels), default=compared, key="pc-runs")
     extra = st.multiselect("Also show", PER_CLASS_METRICS[1:], key="pc-metrics")
     if picked:
         first = labels[picked[0]]
@@ -83,7 +85,8 @@ else:
     if not ensembles:
         st.info("Agreement needs an ensemble run: `python -m fer_core evaluate --model ensemble --split test`.")
     else:
-        run = ensembles[st.selectbox("Ensemble run", list(ensembles), key="agree-run")]
+        first = next((i for i, k in enumerate(ensembles) if k in compared), 0)
+        run = ensembles[st.selectbox("Ensemble run", list(ensembles), index=first, key="agree-run")]
         probs = per_model_probs(run)
         a = agreement(run["samples"]["y_true"], probs)
         c1, c2, c3 = st.columns(3)

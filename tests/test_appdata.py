@@ -280,3 +280,20 @@ def test_load_and_batch_views_reject_other_files(record):
 def test_memory_figure_skips_malformed_series():
     fig = appdata.memory_figure({"ok": [[0, 1.0], [1, 2.0]], "text": "nope", "bad": [[0, "x"]], "empty": []})
     assert [t.name for t in fig.data] == ["ok"]
+
+
+def test_comparison_labels_pick_each_models_single_view_test_run():
+    def run(name, split, tta, models=None):
+        return {"name": name, "split": split, "tta": tta, "models": models or [name], "_file": f"{name}_{split}_{tta}"}
+
+    runs = [
+        run("ensemble", "test", "none", ["resnet18", "vgg16"]),
+        run("vgg16", "test", "flip"),
+        run("vgg16", "test", "none"),
+        run("resnet18", "val", "none"),
+        run("resnet18", "test", "none"),
+    ]
+    got = appdata.comparison_labels(runs)
+    assert got == [appdata.run_label(runs[i]) for i in (4, 2, 0)]  # single models by name, then the ensemble
+    only_val = [runs[3]]
+    assert appdata.comparison_labels(only_val) == [appdata.run_label(runs[3])]  # nothing on test: every run
