@@ -129,9 +129,25 @@ def build_efficientnet_v2_s(spec: ModelSpec, pretrained: bool = False) -> FERNet
     last_stage = body.features[6]
     downsample = next(m for m in last_stage.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2))
     downsample.stride = (1, 1)
+    if not pretrained:
+        _zero_init_residual_branches(body)
     last = body.classifier[-1]
     body.classifier[-1] = nn.Linear(last.in_features, NUM_CLASSES)
     return FERNet(_adapter(spec, pretrained), body)
+
+
+def _zero_init_residual_branches(body: nn.Module) -> None:
+    """Zero the last BatchNorm scale of every residual (Fused)MBConv block, so each block starts as
+    the identity (Goyal et al. 2017, "Accurate, Large Minibatch SGD").
+
+    Measured here: with torchvision's init, EfficientNetV2-S from scratch did not learn at all
+    (3 epochs on FER2013 stuck at 24.9 % train and val accuracy, the majority class; 60 AdamW
+    steps on 280 images left the loss at 2.05), while with this init the same 60 steps took the
+    loss from 1.66 to 0.06."""
+    for block in body.modules():
+        if getattr(block, "use_res_connect", False):
+            norms = [m for m in block.block.modules() if isinstance(m, nn.BatchNorm2d)]
+            nn.init.zeros_(norms[-1].weight)
 
 
 def count_parameters(model: nn.Module) -> int:

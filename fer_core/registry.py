@@ -90,6 +90,8 @@ register(
             "stem conv takes 1 gray channel instead of 3 RGB",
             "last stage's stride-2 conv made stride 1: its 15 blocks see 3x3 instead of 2x2 at 48x48 input "
             "(measured no slower here: 4.95-5.1 against 5.3-5.95 min/epoch)",
+            "each residual block's last BatchNorm scale starts at zero, so blocks start as the identity "
+            "(from scratch with torchvision's init it did not learn: 3 epochs stuck at the majority class)",
             "7-way classifier",
         ),
         # 5-6 min/epoch here (results/bench_train.json): 25 epochs take about 2.3 hours.
