@@ -11,6 +11,7 @@ from conftest import tiny_data
 from fer_core.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, slim
 from fer_core.errors import WeightsError
 from fer_core.labels import EMOTIONS
+from fer_core.registry import list_models
 from fer_core.train import TrainConfig, main
 
 
@@ -89,3 +90,32 @@ def test_recipe_fills_unset_fields():
     for key, value in get_spec("vgg16").recipe.items():
         assert getattr(cfg, key) == value
     assert TrainConfig(model="vgg16", lr=0.01).resolved().lr == 0.01
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_network_memorises_a_few_faces_from_scratch(name):
+    """Each registered network, as built for training, memorises 56 noise images with arbitrary
+    labels in 40 AdamW steps (loss ~0.000 here for all three).
+
+    The first EfficientNetV2-S run, with torchvision's init, sat at the majority class for three
+    epochs of FER2013; on this test it only got from 2.0 to 0.96. It catches a network that cannot
+    start learning before hours of CPU are spent on it."""
+    import numpy as np
+
+    from fer_core.models import build_model
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.integers(0, 256, (56, 48, 48), dtype=np.uint8)).unsqueeze(1).float() / 255
+    y = torch.arange(56) % len(EMOTIONS)
+    model = build_model(name).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    losses = []
+    for _ in range(40):
+        idx = torch.randperm(len(x))[:28]
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.1, (name, losses[:5], losses[-5:])
