@@ -42,8 +42,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from fer_core.atomic import write_json_atomic  # noqa: E402
 from fer_core.evaluate import git_commit  # noqa: E402
-from tools.loadrun import RssSampler, levelled, write_json  # noqa: E402
+from tools.loadrun import RssSampler, levelled  # noqa: E402
 
 PHOTO = REPO / "assets" / "astronaut.jpg"
 KINDS = (("photo", 0.86), ("group", 0.05), ("noface", 0.08), ("broken", 0.01))
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    write_json(record, args.out)
+    write_json_atomic(args.out, record, indent=2)
     c = record["output"]
     print(
         f"{args.images} images ({record['kinds']}) in {record['predict_wall_s']} s = {record['images_per_second']} "

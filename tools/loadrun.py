@@ -339,11 +339,6 @@ def summarise(args: argparse.Namespace, url: str, clients: list[Client], series:
     }
 
 
-def write_json(record: dict, out: str) -> None:
-    """Atomically: a killed run never leaves half a file."""
-    write_json_atomic(out, record, indent=2)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=20, help="concurrent browsers (default 20)")
@@ -394,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    write_json(record, args.out)
+    write_json_atomic(args.out, record, indent=2)
     log.unlink(missing_ok=True)
     lat, rss = record["latency_ms"], record["rss_mb"]
     print(
