@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from fer_core.appdata import model_title
 from fer_core.registry import list_models
 from tools.loadrun import main as loadrun
-from tools.loadrun import start_server, wait_healthy
+from tools.loadrun import serving
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -56,17 +55,8 @@ def playwright_api():
 def server(weights_dir, results_dir, tmp_path):
     log = tmp_path / "streamlit.log"
     env = {**os.environ, "FER_WEIGHTS_DIR": str(weights_dir), "FER_RESULTS_DIR": str(results_dir)}
-    proc, url = start_server(log, env)
-    try:
-        wait_healthy(url, proc, log, timeout=90)
+    with serving(log, env, timeout=90) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_classify_and_benchmarks_in_chromium(playwright_api, server, astronaut_jpeg):

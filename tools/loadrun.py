@@ -39,6 +39,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,6 +134,27 @@ def start_server(log: Path, env: dict[str, str] | None = None) -> tuple[subproce
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not gone within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def serving(log: Path, env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[str]:
+    """A healthy `streamlit run app.py` for the length of the block; yields its URL."""
+    proc, url = start_server(log, env)
+    try:
+        wait_healthy(url, proc, log, timeout)
+        yield url
+    finally:
+        stop_server(proc)
 
 
 def _children(pid: int) -> list[int]:
@@ -383,12 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_server(proc)
     write_json_atomic(args.out, record, indent=2)
     log.unlink(missing_ok=True)
     lat, rss = record["latency_ms"], record["rss_mb"]

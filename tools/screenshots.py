@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from fer_core.atomic import write_bytes_atomic  # noqa: E402
-from tools.loadrun import start_server, wait_healthy  # noqa: E402
+from tools.loadrun import serving  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -103,17 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "streamlit.log"
-        proc, url = start_server(log)
-        try:
-            wait_healthy(url, proc, log)
+        with serving(log) as url:
             for path in shoot(url, out, args.width, args.quality):
                 print(f"{path}  {path.stat().st_size / 1024:.0f} KB")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
     return 0
 
 
