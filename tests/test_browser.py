@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import tools.loadrun as loadrun_tool
 from fer_core.appdata import model_title
 from fer_core.registry import list_models
 from tools.loadrun import main as loadrun
@@ -20,15 +21,8 @@ from tools.loadrun import serving
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+CHROMIUM = Path(loadrun_tool.CHROMIUM)
+CHROMIUM_ARGS = loadrun_tool.CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
 

@@ -21,11 +21,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from fer_core.atomic import write_bytes_atomic  # noqa: E402
-from tools.loadrun import serving  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-ARGS += ["--disable-component-update", "--no-first-run"]
+from tools.loadrun import CHROMIUM, CHROMIUM_ARGS, serving  # noqa: E402
 
 
 def _jpeg(png: bytes, quality: int) -> bytes:
@@ -66,7 +62,7 @@ def shoot(url: str, out: Path, width: int, quality: int) -> list[Path]:
         saved.append(path)
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             # Streamlit scrolls an inner container, so a full-page screenshot stops at the viewport.
             page = browser.new_page(viewport={"width": width, "height": 6000})
