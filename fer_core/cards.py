@@ -44,6 +44,8 @@ def train_command(config: dict[str, Any]) -> str:
             parts.append(f"--{key.replace('_', '-')} {value}")
     if config.get("pretrained"):
         parts.append("--pretrained")
+    if config.get("init"):
+        parts.append(f"--init {Path(config['init']).name}")
     return " ".join(parts)
 
 

@@ -47,13 +47,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
+def load_weights(model: torch.nn.Module, ckpt: dict[str, Any]) -> None:
+    """Load a checkpoint's weights into `model` in fp32 (fp16-stored files included)."""
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    model.load_state_dict(state)
+
+
 def model_from_checkpoint(ckpt: dict[str, Any]):
     """Rebuild the network from a checkpoint's own description and load its weights (fp32)."""
     from .models import build_model
 
     model = build_model(ckpt["model"], pretrained=False)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    model.load_state_dict(state)
+    load_weights(model, ckpt)
     model.eval()
     return model
 

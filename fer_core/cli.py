@@ -36,6 +36,11 @@ def _add_train(sub) -> None:
     p.add_argument("--limit", type=int, help="train on a seeded subset of N images")
     p.add_argument("--val-limit", type=int, help="validate on N val images (smoke runs)")
     p.add_argument("--pretrained", action="store_true", help="ImageNet init (needs torchvision's weight file)")
+    p.add_argument(
+        "--init",
+        metavar="CHECKPOINT",
+        help="start from a fer_core checkpoint's weights, e.g. weights/resnet18.pt (fine-tuning; new schedule)",
+    )
     p.add_argument("--precision", choices=["auto", "fp32"])
     p.add_argument("--threads", type=int)
     p.add_argument("--device")

@@ -25,7 +25,7 @@ from torch import nn
 from . import __version__
 from .atomic import write_json_atomic
 from .augment import AugmentConfig, augment_batch
-from .checkpoint import FORMAT, load_checkpoint, save_atomic, slim
+from .checkpoint import FORMAT, load_checkpoint, load_weights, save_atomic, slim
 from .data import FERData, Split, load_fer2013
 from .labels import EMOTIONS
 from .models import build_model, count_parameters
@@ -56,6 +56,8 @@ class TrainConfig:
     limit: int | None = None  # train on a seeded subset of this many images (smoke runs, tests)
     val_limit: int | None = None  # select on a seeded subset of N val images (smoke runs, tests)
     pretrained: bool = False  # ImageNet init through torchvision's weights API (needs the file)
+    init: str | None = None  # start from this fer_core checkpoint's weights (fine-tuning), new schedule
+    init_sha256: str | None = None  # filled in when training starts: which file `init` was
     precision: str = "auto"  # auto: fp16 + GradScaler on CUDA, bf16 on CPUs with native bf16, else fp32
     channels_last: bool = True  # faster convolutions on CPU (oneDNN) and on tensor cores
     threads: int | None = None  # torch intra-op threads; None -> all cores
@@ -296,7 +298,10 @@ def main(
         raise ValueError(f"{len(train)} training images is less than one batch of {cfg.batch_size}")
 
     torch.manual_seed(cfg.seed)  # weight init
-    model = build_model(cfg.model, pretrained=cfg.pretrained).to(device)
+    model = build_model(cfg.model, pretrained=cfg.pretrained)
+    if cfg.init and resume is None:
+        cfg.init_sha256 = _init_from(model, cfg)
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
@@ -398,6 +403,19 @@ def _checkpoint(model, optimizer, scheduler, scaler, cfg, epoch, best, history, 
         "data": data.describe(),
         "torch_version": str(torch.__version__),
     }
+
+
+def _init_from(model: nn.Module, cfg: TrainConfig) -> str:
+    """Load the weights of checkpoint `cfg.init` into `model`; returns the file's sha256."""
+    from .serving import sha256_file
+
+    if cfg.pretrained:
+        raise ValueError("--init and --pretrained both set the starting weights; choose one")
+    ckpt = load_checkpoint(cfg.init)
+    if ckpt["model"] != cfg.model:
+        raise ValueError(f"--init {cfg.init} holds a {ckpt['model']} network, not {cfg.model}")
+    load_weights(model, ckpt)
+    return sha256_file(cfg.init)
 
 
 def _resume_state(cfg: TrainConfig) -> dict[str, Any] | None:

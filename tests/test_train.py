@@ -8,10 +8,12 @@ import pytest
 import torch
 from conftest import tiny_data
 
+from fer_core.cards import train_command
 from fer_core.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, slim
 from fer_core.errors import WeightsError
 from fer_core.labels import EMOTIONS
 from fer_core.registry import list_models
+from fer_core.serving import sha256_file
 from fer_core.train import TrainConfig, main
 
 
@@ -67,11 +69,26 @@ def test_checkpoint_describes_itself(tmp_path):
     assert "optimizer" not in half
 
 
-def test_tiny_model_learns_the_synthetic_classes(tmp_path):
+def test_tiny_model_learns_the_synthetic_classes_and_init_carries_it_over(tmp_path):
     data = tiny_data(n_train=224, n_val=56)
-    summary = main(_cfg(tmp_path, epochs=4, lr=0.05, batch_size=16), data=data)
+    summary = main(_cfg(tmp_path / "a", epochs=4, lr=0.05, batch_size=16), data=data)
     accs = [r["val_acc"] for r in summary["history"]]
     assert max(accs) > 0.5, accs  # chance is 1/7
+
+    # --init: a new schedule that starts from those weights. With a learning rate too small to
+    # learn anything in one epoch, it keeps what the first run learnt; from scratch it cannot.
+    best = tmp_path / "a" / "resnet18" / "best.pt"
+    still = dict(epochs=1, lr=1e-7, batch_size=16)
+    tuned = main(_cfg(tmp_path / "b", init=str(best), **still), data=data)
+    scratch = main(_cfg(tmp_path / "c", **still), data=data)
+    assert tuned["history"][0]["val_acc"] > max(accs) - 0.15, (tuned["history"], accs)
+    assert scratch["history"][0]["val_acc"] < 0.4, scratch["history"]
+    config = load_checkpoint(tmp_path / "b" / "resnet18" / "last.pt")["config"]
+    assert config["init"] == str(best) and config["init_sha256"] == sha256_file(best)
+    assert f"--init {best.name}" in train_command(config)
+
+    with pytest.raises(ValueError, match="holds a resnet18 network, not vgg16"):
+        main(_cfg(tmp_path / "d", model="vgg16", init=str(best), **still), data=data)
 
 
 def test_foreign_files_are_refused(tmp_path):
