@@ -527,6 +527,31 @@ def memory_figure(series: Mapping[str, Any]) -> go.Figure:
     return fig
 
 
+def bench_view(record: Any) -> dict[str, Any] | None:
+    """What the Benchmarks page shows of results/bench_app.json (python -m fer_core.bench), or
+    None if the file is not a complete benchmark."""
+    if not isinstance(record, dict) or record.get("schema") != "fer_core.bench/1":
+        return None
+    try:
+        lat, cold, mem = record["latency"], record["cold_start"], record["memory"]
+        photo, env = record.get("photo") or {}, record.get("environment") or {}
+        return {
+            "models": [str(m) for m in record["models"]],
+            "ready_s": float(cold["ready_s"]),
+            "median_ms": float(lat["median_ms"]),
+            "p95_ms": float(lat["p95_ms"]),
+            "runs": int(lat["runs"]),
+            "faces": int(lat["faces"]),
+            "stages_ms": {str(k): float(v) for k, v in (lat.get("stages_median_ms") or {}).items()},
+            "rss_mb": float(mem["rss_mb"]),
+            "photo": f"{photo.get('file')} ({photo.get('width')}×{photo.get('height')})",
+            "cpus": env.get("cpus"),
+            "created_utc": record.get("created_utc"),
+        }
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
 def load_run_view(record: Any) -> dict[str, Any] | None:
     """What the Benchmarks page shows of results/loadrun.json (tools/loadrun.py), or None if the
     file is not a load run."""

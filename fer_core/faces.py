@@ -129,14 +129,20 @@ def crop_face(gray: np.ndarray, box: Box, margin: float = CROP_MARGIN) -> np.nda
     return resize_face(gray[y0 : y0 + s, x0 : x0 + s])
 
 
-def whole_image_box(gray: np.ndarray) -> Box:
-    h, w = gray.shape
-    return Box(0, 0, w, h)
+ONE_FACE_REGIONS = ("centre", "whole")
 
 
-def centre_square(gray: np.ndarray) -> np.ndarray:
-    """The whole image as one face: its centred square, resized to 48x48 (no stretching)."""
+def one_face(gray: np.ndarray, region: str = "centre") -> tuple[Box, np.ndarray]:
+    """The image read as one face, never stretched: "centre" is its centred square (the sides of
+    a wide photo are left out), "whole" is all of it, edge-padded to a square."""
     h, w = gray.shape
-    s = min(h, w)
-    y0, x0 = (h - s) // 2, (w - s) // 2
-    return resize_face(gray[y0 : y0 + s, x0 : x0 + s])
+    if region == "centre":
+        s = min(h, w)
+        box = Box((w - s) // 2, (h - s) // 2, s, s)
+        return box, resize_face(gray[box.y : box.y + s, box.x : box.x + s])
+    if region == "whole":
+        s = max(h, w)
+        top, left = (s - h) // 2, (s - w) // 2
+        square = cv2.copyMakeBorder(gray, top, s - h - top, left, s - w - left, cv2.BORDER_REPLICATE)
+        return Box(0, 0, w, h), resize_face(square)
+    raise ValueError(f"region must be one of {', '.join(ONE_FACE_REGIONS)}, not {region!r}")

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import WeightsError
-from .faces import Box, FaceDetector, centre_square, crop_face
+from .faces import Box, FaceDetector, crop_face, one_face
 from .imageio import FORMATS, ImageSource, load_image, to_gray
 from .labels import EMOTIONS
 from .preprocess import predict_proba
@@ -79,7 +79,7 @@ class Analysis:
 
     image: Image.Image
     faces: list[FacePrediction]
-    detected: bool  # faces come from the detector (False: the whole image was one face)
+    detected: bool  # faces come from the detector (False: the image was read as one face)
     faces_found: int  # faces the detector found, before the MAX_FACES cap
     timings_ms: dict[str, float]
 
@@ -134,7 +134,7 @@ class Predictor:
     def predict(
         self, image: ImageSource, detect: bool = True, channel_order: str = "RGB", small_faces: bool = False
     ) -> list[FacePrediction]:
-        """Every face in `image` (or the whole image as one face with detect=False).
+        """Every face in `image` (or, with detect=False, the image as one face: its centred square).
 
         `small_faces` also finds faces down to ~2 % of the photo's longer side (group photos), at
         several times the detection cost.
@@ -148,15 +148,23 @@ class Predictor:
         channel_order: str = "RGB",
         small_faces: bool = False,
         formats: tuple[str, ...] = FORMATS,
+        region: str = "centre",
     ) -> Analysis:
         """The upright image, every face with each model's probabilities and the ensemble, and timings
         (which leave out any wait for a free slot, see `max_concurrent`). Bytes and files are parsed
-        only in `formats` (the app passes imageio.WEB_FORMATS)."""
+        only in `formats` (the app passes imageio.WEB_FORMATS). With detect=False the image is one
+        face: `region` "centre" reads its centred square, "whole" all of it padded to a square."""
         with self._slots:
-            return self._analyze(image, detect, channel_order, small_faces, formats)
+            return self._analyze(image, detect, channel_order, small_faces, formats, region)
 
     def _analyze(
-        self, image: ImageSource, detect: bool, channel_order: str, small_faces: bool, formats: tuple[str, ...]
+        self,
+        image: ImageSource,
+        detect: bool,
+        channel_order: str,
+        small_faces: bool,
+        formats: tuple[str, ...],
+        region: str,
     ) -> Analysis:
         t0 = time.perf_counter()
         im = load_image(image, channel_order, formats)
@@ -169,11 +177,8 @@ class Predictor:
             boxes = sorted(sorted(boxes, key=lambda b: -b.w * b.h)[: self.max_faces], key=lambda b: (b.x, b.y))
             faces = np.stack([crop_face(gray, b) for b in boxes]) if boxes else np.zeros((0, 48, 48), np.uint8)
         else:
-            h, w = gray.shape
-            s = min(h, w)
-            boxes = [Box((w - s) // 2, (h - s) // 2, s, s)]
-            found = 1
-            faces = centre_square(gray)[None]
+            box, face = one_face(gray, region)
+            boxes, found, faces = [box], 1, face[None]
         t2 = time.perf_counter()
         timings["detect"] = (t2 - t1) * 1000
         probs = {}

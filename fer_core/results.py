@@ -16,7 +16,7 @@ from .atomic import write_bytes_atomic
 from .labels import EMOTIONS
 
 SCHEMA = "fer_core.run/1"
-MAX_RUN_BYTES = 20 * 1024 * 1024  # a 3,589-image run with per-sample probabilities is ~0.5 MB
+MAX_RUN_BYTES = 5 * 1024 * 1024  # ~6x the largest stored run (0.85 MB); under the app's 10 MB upload cap
 
 
 class RunSchemaError(ValueError):

@@ -10,6 +10,7 @@ from fer_core.appdata import (
     PER_CLASS_METRICS,
     agreement,
     batch_run_view,
+    bench_view,
     collect_histories,
     comparison_labels,
     confusion_figure,
@@ -111,24 +112,20 @@ st.caption(
 st.dataframe(pd.DataFrame(reference_rows(runs)), hide_index=True)
 
 st.header("App performance")
-bench = read_json_file(Path(results_dir()) / "bench_app.json")
-if not isinstance(bench, dict) or "latency" not in bench:
+bench = bench_view(read_json_file(Path(results_dir()) / "bench_app.json"))
+if bench is None:
     st.info("No speed benchmark yet: `python -m fer_core.bench` writes results/bench_app.json.")
 else:
-    lat, cold, mem = bench["latency"], bench.get("cold_start", {}), bench.get("memory", {})
+    models = ", ".join(model_title(m) for m in bench["models"])
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Ready after start", f"{cold.get('ready_s', float('nan')):.1f} s", help="import fer_core + load models")
-    c2.metric("Per photo (median)", f"{lat['median_ms']:.0f} ms", help=f"{lat.get('faces')} face(s), all models")
-    c3.metric("Per photo (p95)", f"{lat['p95_ms']:.0f} ms", help=f"over {lat.get('runs')} runs")
-    c4.metric("Memory (RSS)", f"{mem.get('rss_mb', float('nan')):.0f} MB", help="process with models loaded")
-    stages = lat.get("stages_median_ms") or {}
-    if stages:
-        st.bar_chart(pd.Series({model_title(k): v for k, v in stages.items()}, name="median ms"), horizontal=True)
-    st.caption(
-        f"Photo {bench.get('photo', {}).get('file')} "
-        f"({bench.get('photo', {}).get('width')}×{bench.get('photo', {}).get('height')}), "
-        f"{bench.get('environment', {}).get('cpus')} CPUs, measured {bench.get('created_utc')}."
-    )
+    c1.metric("Ready after start", f"{bench['ready_s']:.1f} s", help="import fer_core + load models")
+    c2.metric("Per photo (median)", f"{bench['median_ms']:.0f} ms", help=f"{bench['faces']} face(s); {models}")
+    c3.metric("Per photo (p95)", f"{bench['p95_ms']:.0f} ms", help=f"over {bench['runs']} runs")
+    c4.metric("Memory (RSS)", f"{bench['rss_mb']:.0f} MB", help="process with models loaded")
+    if bench["stages_ms"]:
+        stages = {model_title(k): v for k, v in bench["stages_ms"].items()}
+        st.bar_chart(pd.Series(stages, name="median ms"), horizontal=True)
+    st.caption(f"Photo {bench['photo']}, models {models}, {bench['cpus']} CPUs, measured {bench['created_utc']}.")
 
 st.subheader("Many users at once")
 load = load_run_view(read_json_file(Path(results_dir()) / "loadrun.json"))

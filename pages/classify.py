@@ -22,6 +22,7 @@ from fer_core.registry import list_models
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 MAX_PHOTOS = 10  # per page run: every photo is held in memory until the page is drawn
+ONE_FACE_CHOICES = {"centre": "its centre square", "whole": "the whole image, padded to a square"}
 log = logging.getLogger(__name__)
 
 
@@ -39,7 +40,7 @@ def show_analysis(idx: int, analysis: Analysis, n_models: int) -> None:
         f"face detection {t['detect']:.0f} ms · total {t['total']:.0f} ms"
     )
     for i, face in enumerate(faces, start=1):
-        st.subheader(f"Face {i}" if analysis.detected else "Whole image")
+        st.subheader(f"Face {i}" if analysis.detected else "The image as one face")
         cols = st.columns([1] + [2] * len(face.probabilities))
         if face.face is not None:
             cols[0].image(enlarge_face(face.face), caption="what the models see: 48×48 gray")
@@ -106,9 +107,17 @@ for idx, (name, raw) in enumerate(sources):
         analysis = predictor.analyze(raw, detect=True, small_faces=small_faces, formats=WEB_FORMATS)
         if not analysis.faces:
             st.warning(f"No face found in {shown}.", icon=":material/face_retouching_off:")
-            if not st.checkbox("Classify the whole image as one face", key=f"whole-{idx}-{name}"):
+            region = st.radio(
+                "Classify it anyway, as one face:",
+                ONE_FACE_CHOICES,
+                index=None,
+                format_func=ONE_FACE_CHOICES.get,
+                horizontal=True,
+                key=f"one-face-{idx}-{name}",
+            )
+            if region is None:
                 continue
-            analysis = predictor.analyze(raw, detect=False, formats=WEB_FORMATS)
+            analysis = predictor.analyze(raw, detect=False, formats=WEB_FORMATS, region=region)
     except (InvalidImageError, WeightsError) as exc:
         st.error(f"{shown}: {escape_markdown(exc)}", icon=":material/broken_image:")
         continue

@@ -81,17 +81,18 @@ def test_classify_upload_then_garbage_then_upload_again(app_env, astronaut_jpeg)
     assert not at.error and set(model_lines(at)) == set(TITLES)
 
 
-def test_classify_no_face_offers_whole_image(app_env):
+def test_classify_no_face_offers_to_read_the_image_as_one_face(app_env):
     at = start()
     at.file_uploader[0].upload("wall.png", gray_png(), "image/png")
     at.run()
     assert not at.exception, at.exception
     assert any("No face found in wall.png" in w.value for w in at.warning)
     assert not at.get("plotly_chart")
-    at.checkbox(key="whole-0-wall.png").check()
-    at.run()
+    choice = at.radio(key="one-face-0-wall.png")
+    assert set(choice.options) >= {"its centre square", "the whole image, padded to a square"}
+    choice.set_value("whole").run()
     assert not at.exception, at.exception
-    assert [s.value for s in at.subheader] == ["Whole image"]
+    assert [s.value for s in at.subheader] == ["The image as one face"]
     assert set(model_lines(at)) == set(TITLES) and len(at.get("plotly_chart")) == 3
 
 

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
 from fer_core import appdata
@@ -275,6 +276,20 @@ def test_load_and_batch_views_read_the_tools_records(results_dir):
 )
 def test_load_and_batch_views_reject_other_files(record):
     assert appdata.load_run_view(record) is None and appdata.batch_run_view(record) is None
+
+
+def test_bench_view_reads_the_shipped_benchmark_and_rejects_partial_ones():
+    record = json.loads((REPO / "results" / "bench_app.json").read_text())
+    view = appdata.bench_view(record)
+    assert view["median_ms"] == record["latency"]["median_ms"] and view["models"] == record["models"]
+    assert set(view["stages_ms"]) >= {"detect", *record["models"]}
+    for broken in (
+        {**record, "schema": "fer_core.loadrun/1"},
+        {**record, "latency": {"runs": 30}},  # no median: the page says "no benchmark", not KeyError
+        {**record, "memory": None},
+        {k: v for k, v in record.items() if k != "cold_start"},
+    ):
+        assert appdata.bench_view(broken) is None
 
 
 def test_memory_figure_skips_malformed_series():

@@ -15,7 +15,7 @@ from PIL import Image
 import fer_core
 from fer_core import EMOTIONS, InvalidImageError
 from fer_core.data import _decode
-from fer_core.faces import Box, crop_face
+from fer_core.faces import Box, crop_face, one_face
 from fer_core.imageio import load_image, to_gray
 from fer_core.preprocess import predict_proba
 
@@ -131,6 +131,18 @@ def test_detect_false_reads_the_centred_square_as_one_face(predictor, astronaut_
     assert face.box == Box(56, 0, 400, 400)
     tiny = np.zeros((3, 5), np.uint8)  # too small for the detector, still one face without it
     assert predictor.predict(tiny) == [] and len(predictor.predict(tiny, detect=False)) == 1
+
+
+def test_one_face_whole_keeps_the_sides_the_centre_square_leaves_out():
+    gray = np.zeros((40, 120), np.uint8)
+    gray[:, :40] = 255  # a bright left third: outside the centred square, inside the whole image
+    box, centre = one_face(gray, "centre")
+    assert box == Box(40, 0, 40, 40) and centre.max() == 0
+    box, whole = one_face(gray, "whole")
+    assert box == Box(0, 0, 120, 40) and whole.shape == (48, 48)
+    assert whole[:, :8].min() == 255 and whole[:, -8:].max() == 0  # padded, not stretched or cut
+    with pytest.raises(ValueError, match="centre, whole"):
+        one_face(gray, "middle")
 
 
 def test_face_prediction_is_typed_and_serialisable(predictor, astronaut_jpeg):
