@@ -463,6 +463,33 @@ def read_model_cards(weights_dir: str | os.PathLike) -> dict[str, Any]:
     return cards
 
 
+def card_rows(cards: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One summary row per model card (`read_model_cards`): training and single-view results."""
+    rows = []
+    for card in cards.values():
+        try:
+            training, results = card.get("training") or {}, card.get("results") or {}
+            scores = {}
+            for split, name in (("val", "PublicTest"), ("test", "PrivateTest")):
+                run = (results.get(split) or {}).get("none") or {}
+                acc, f1 = run.get("accuracy"), run.get("macro_f1")
+                scores[f"{name} acc %"] = None if acc is None else round(100 * acc, 2)
+                scores[f"{name} macro-F1"] = None if f1 is None else round(f1, 3)
+            rows.append(
+                {
+                    "model": card.get("title") or card["model"],
+                    "epochs": training.get("epochs"),
+                    "best epoch (PublicTest)": training.get("best_epoch"),
+                    "CPU-hours": (training.get("cost") or {}).get("cpu_hours"),
+                    **scores,
+                    "command": training.get("command"),
+                }
+            )
+        except (AttributeError, KeyError, TypeError):
+            continue  # not a card: the raw JSON is still shown below the table
+    return rows
+
+
 def describe_models(metas: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """What each model is: the registry spec stored in its ONNX file (else the registry's own),
     plus how its checkpoint was chosen. `metas` maps a model name to its ONNX metadata ({} if

@@ -1,9 +1,10 @@
 """About: what the models are, what the data can and cannot tell, privacy, and how to rebuild it all."""
 
+import pandas as pd
 import streamlit as st
 
 from app_state import get_predictor, weights_dir
-from fer_core.appdata import describe_models, read_model_cards
+from fer_core.appdata import card_rows, describe_models, read_model_cards
 from fer_core.registry import list_models
 
 st.title("About this workbench")
@@ -15,11 +16,12 @@ st.markdown(
 
 st.header("The models")
 predictor = get_predictor()
-metas = {name: model.meta for name, model in predictor.models.items()} if predictor else {n: {} for n in list_models()}
-if predictor is None:
-    st.caption("Weights not loaded: what follows is the registry's description.")
+loaded = predictor.models if predictor else {}
+metas = {name: loaded[name].meta if name in loaded else {} for name in list_models()}
 for m in describe_models(metas):
     with st.expander(f"**{m['title']}**: {m['parameters'] / 1e6:.1f} M parameters", expanded=True):
+        if not m["loaded"]:
+            st.caption("No weights for this model are shipped yet: this is the registry's description.")
         st.markdown(f"From torchvision `{m['torchvision']}`; input {m['input']}.  \n**Head:** {m['head']}")
         st.markdown("**Changes from the torchvision network:**\n" + "\n".join(f"- {a}" for a in m["adaptations"]))
         if m["selected"]:
@@ -28,8 +30,10 @@ for m in describe_models(metas):
 cards = read_model_cards(weights_dir())
 if cards:
     st.subheader("Model cards")
+    st.caption("Single view (no test-time augmentation); the checkpoint is chosen on PublicTest.")
+    st.dataframe(pd.DataFrame(card_rows(cards)), hide_index=True)
     for name, card in cards.items():
-        with st.expander(name):
+        with st.expander(f"{name} (everything it records)"):
             st.json(card)
 
 st.header("The data, and what it cannot tell you")

@@ -292,6 +292,16 @@ def test_bench_view_reads_the_shipped_benchmark_and_rejects_partial_ones():
         assert appdata.bench_view(broken) is None
 
 
+def test_card_rows_summarise_the_shipped_cards():
+    cards = appdata.read_model_cards(REPO / "weights")
+    rows = appdata.card_rows(cards)
+    assert len(rows) == len(cards) >= 1
+    for row, card in zip(rows, cards.values(), strict=True):
+        assert row["model"] == card["title"] and row["command"].startswith("python -m fer_core train")
+        assert row["PrivateTest acc %"] == round(100 * card["results"]["test"]["none"]["accuracy"], 2)
+    assert appdata.card_rows({"x.card.json": ["not", "a", "card"]}) == []
+
+
 def test_memory_figure_skips_malformed_series():
     fig = appdata.memory_figure({"ok": [[0, 1.0], [1, 2.0]], "text": "nope", "bad": [[0, "x"]], "empty": []})
     assert [t.name for t in fig.data] == ["ok"]
