@@ -125,6 +125,7 @@ def read_done(output: str | os.PathLike, fmt: str, header: list[str]) -> tuple[s
 def predict_paths(
     paths: Iterable[str | os.PathLike],
     detect: bool = True,
+    region: str = "centre",
     fmt: str = "json",
     weights_dir: str | None = None,
     models: list[str] | None = None,
@@ -169,7 +170,7 @@ def predict_paths(
             try:
                 if f.is_file() and f.stat().st_size > MAX_BYTES:
                     raise InvalidImageError(f"{f}: over the {MAX_BYTES / 1e6:.0f} MB limit")
-                faces = predictor.predict(f, detect=detect, small_faces=small_faces)
+                faces = predictor.predict(f, detect=detect, small_faces=small_faces, region=region)
             except Exception as exc:  # InvalidImageError, OSError, or a bug: one image never stops the run
                 errors += 1
                 message = str(exc) if isinstance(exc, (InvalidImageError, OSError)) else f"{type(exc).__name__}: {exc}"

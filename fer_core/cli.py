@@ -121,6 +121,12 @@ def _add_predict(sub) -> None:
     p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     p.add_argument("--no-detect", dest="detect", action="store_false", help="treat each image as one face")
     p.add_argument(
+        "--region",
+        default="centre",
+        choices=["centre", "whole"],
+        help="with --no-detect: the image's centred square (default) or all of it, padded to a square",
+    )
+    p.add_argument(
         "--small-faces", action="store_true", help="also find faces down to ~2%% of the longer side (slower)"
     )
     p.add_argument("--format", default="json", choices=["json", "csv"], help="json = one JSON object per line")
@@ -140,6 +146,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     return predict_paths(
         args.paths,
         detect=args.detect,
+        region=args.region,
         fmt=args.format,
         weights_dir=args.weights_dir,
         models=args.models,

@@ -132,14 +132,20 @@ class Predictor:
         return list(self.models)
 
     def predict(
-        self, image: ImageSource, detect: bool = True, channel_order: str = "RGB", small_faces: bool = False
+        self,
+        image: ImageSource,
+        detect: bool = True,
+        channel_order: str = "RGB",
+        small_faces: bool = False,
+        region: str = "centre",
     ) -> list[FacePrediction]:
-        """Every face in `image` (or, with detect=False, the image as one face: its centred square).
+        """Every face in `image` (or, with detect=False, the image as one face: `region` "centre"
+        reads its centred square, "whole" all of it padded to a square).
 
         `small_faces` also finds faces down to ~2 % of the photo's longer side (group photos), at
         several times the detection cost.
         """
-        return self.analyze(image, detect, channel_order, small_faces).faces
+        return self.analyze(image, detect, channel_order, small_faces, region=region).faces
 
     def analyze(
         self,

@@ -7,8 +7,10 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 from conftest import run_python, write_csv
+from PIL import Image
 
 from fer_core import cli
 from fer_core.batch import csv_header
@@ -120,6 +122,18 @@ def test_predict_a_folder_as_csv(photos, weights_dir, tmp_path):
     assert (good["x"], good["y"], good["w"], good["h"]) == ("0", "0", "512", "512")  # --no-detect
     assert sum(float(good[f"p_{e}"]) for e in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
     assert bad["file"].endswith("b_garbage.jpg") and "not an image" in bad["error"] and bad["label"] == ""
+
+
+def test_predict_no_detect_region_whole_reads_all_of_a_wide_image(weights_dir, tmp_path):
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.tile(np.arange(120, dtype=np.uint8), (40, 1))).save(wide)
+    boxes = {}
+    for region in ("centre", "whole"):
+        r = fer("predict", str(wide), "--weights-dir", str(weights_dir), "--no-detect", "--region", region)
+        assert r.returncode == 0, r.stderr
+        (face,) = json.loads(r.stdout)["faces"]
+        boxes[region] = [face["box"][k] for k in "xywh"]
+    assert boxes == {"centre": [40, 0, 40, 40], "whole": [0, 0, 120, 40]}
 
 
 def test_evaluate_a_csv_data_set(weights_dir, tmp_path):
