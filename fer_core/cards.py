@@ -72,6 +72,33 @@ def training_cost(history: list[dict[str, Any]], threads: int) -> dict[str, Any]
     }
 
 
+def _chain(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """This run and the ones it started from (`init`), newest first."""
+    chain, node = [], meta
+    while node:
+        chain.append(node)
+        node = node.get("init")
+    return chain
+
+
+def training_stages(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs that made a model, oldest first: one from scratch, more when `--init` chained
+    them (each later run starts from the checkpoint file of the one before)."""
+    stages = []
+    for run in reversed(_chain(meta)):
+        best, start = run.get("best") or {}, run.get("init")
+        stages.append(
+            {
+                "command": train_command(run["config"]),
+                "epochs": len(run.get("history") or []),
+                "best_epoch": best.get("epoch"),
+                "best_val_accuracy": best.get("value"),
+                "started_from": {"file": start["file"], "sha256": start["sha256"]} if start else None,
+            }
+        )
+    return stages
+
+
 def _file_entry(path: Path) -> dict[str, Any]:
     return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
@@ -101,6 +128,8 @@ def build_card(
     meta = model.meta
     config = meta["config"]
     history = meta.get("history") or []
+    stages = training_stages(meta)
+    every_epoch = [row for run in _chain(meta) for row in run.get("history") or []]
     threads = int(config.get("threads") or os.cpu_count() or 1)
     results: dict[str, dict[str, Any]] = {}
     sha = model.sha256
@@ -133,9 +162,10 @@ def build_card(
             "best_epoch": meta["best"].get("epoch"),
             "selected_on": meta.get("selected_on"),
             "selection": meta["best"],
-            "cost": training_cost(history, threads),
+            "stages": stages,  # more than one when the run was started with --init
+            "cost": training_cost(every_epoch, threads),  # every stage's epochs
             "torch_version": meta.get("torch_version"),
-            "from_scratch": not config.get("pretrained", False),
+            "from_scratch": not any(run["config"].get("pretrained") for run in _chain(meta)),
         },
         "results": results,
         "files": files,

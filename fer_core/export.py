@@ -43,6 +43,7 @@ def onnx_metadata(ckpt: dict[str, Any], checkpoint_sha256: str, parameters: int)
         "config": ckpt["config"],
         "data": ckpt.get("data"),
         "history": ckpt["history"],
+        "init": ckpt.get("init"),
         "checkpoint_sha256": checkpoint_sha256,
         "torch_version": ckpt.get("torch_version"),
     }

@@ -299,8 +299,10 @@ def main(
 
     torch.manual_seed(cfg.seed)  # weight init
     model = build_model(cfg.model, pretrained=cfg.pretrained)
+    lineage = resume.get("init") if resume is not None else None  # what this run started from
     if cfg.init and resume is None:
-        cfg.init_sha256 = _init_from(model, cfg)
+        lineage = _init_from(model, cfg)
+        cfg.init_sha256 = lineage["sha256"]
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -358,7 +360,7 @@ def main(
             improved = row["val_acc"] > best["value"]
             if improved:
                 best = {**best, "value": row["val_acc"], "epoch": epoch + 1}
-            ckpt = _checkpoint(model, optimizer, scheduler, scaler, cfg, epoch + 1, best, history, data)
+            ckpt = _checkpoint(model, optimizer, scheduler, scaler, cfg, epoch + 1, best, history, data, lineage)
             if improved:
                 save_atomic(slim(ckpt), out / "best.pt")
             save_atomic(ckpt, out / "last.pt")
@@ -383,7 +385,7 @@ def main(
     }
 
 
-def _checkpoint(model, optimizer, scheduler, scaler, cfg, epoch, best, history, data) -> dict[str, Any]:
+def _checkpoint(model, optimizer, scheduler, scaler, cfg, epoch, best, history, data, lineage) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "fer_core_version": __version__,
@@ -402,11 +404,14 @@ def _checkpoint(model, optimizer, scheduler, scaler, cfg, epoch, best, history, 
         "history": [dict(r) for r in history],
         "data": data.describe(),
         "torch_version": str(torch.__version__),
+        "init": lineage,  # None from scratch; else the run these weights started from (and its own)
     }
 
 
-def _init_from(model: nn.Module, cfg: TrainConfig) -> str:
-    """Load the weights of checkpoint `cfg.init` into `model`; returns the file's sha256."""
+def _init_from(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+    """Load the weights of checkpoint `cfg.init` into `model`; returns what the new run records
+    of it: the file, its sha256, and the run that made it (recipe, selection, history, its own
+    starting point), so a fine-tuned model's card can show every stage and its whole cost."""
     from .serving import sha256_file
 
     if cfg.pretrained:
@@ -415,7 +420,15 @@ def _init_from(model: nn.Module, cfg: TrainConfig) -> str:
     if ckpt["model"] != cfg.model:
         raise ValueError(f"--init {cfg.init} holds a {ckpt['model']} network, not {cfg.model}")
     load_weights(model, ckpt)
-    return sha256_file(cfg.init)
+    return {
+        "file": Path(cfg.init).name,
+        "sha256": sha256_file(cfg.init),
+        "config": ckpt.get("config"),
+        "best": ckpt.get("best"),
+        "selected_on": ckpt.get("selected_on"),
+        "history": ckpt.get("history") or [],
+        "init": ckpt.get("init"),
+    }
 
 
 def _resume_state(cfg: TrainConfig) -> dict[str, Any] | None:

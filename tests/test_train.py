@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import tiny_data
 
-from fer_core.cards import train_command
+from fer_core.cards import train_command, training_stages
 from fer_core.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, slim
 from fer_core.errors import WeightsError
 from fer_core.labels import EMOTIONS
@@ -69,6 +69,11 @@ def test_checkpoint_describes_itself(tmp_path):
     assert "optimizer" not in half
 
 
+def scratch_ckpt_has_no_init(out) -> bool:
+    ckpt = load_checkpoint(out / "resnet18" / "last.pt")
+    return ckpt["init"] is None and len(training_stages(ckpt)) == 1
+
+
 def test_tiny_model_learns_the_synthetic_classes_and_init_carries_it_over(tmp_path):
     data = tiny_data(n_train=224, n_val=56)
     summary = main(_cfg(tmp_path / "a", epochs=4, lr=0.05, batch_size=16), data=data)
@@ -83,9 +88,17 @@ def test_tiny_model_learns_the_synthetic_classes_and_init_carries_it_over(tmp_pa
     scratch = main(_cfg(tmp_path / "c", **still), data=data)
     assert tuned["history"][0]["val_acc"] > max(accs) - 0.15, (tuned["history"], accs)
     assert scratch["history"][0]["val_acc"] < 0.4, scratch["history"]
-    config = load_checkpoint(tmp_path / "b" / "resnet18" / "last.pt")["config"]
+    tuned_ckpt = load_checkpoint(tmp_path / "b" / "resnet18" / "last.pt")
+    config, source = tuned_ckpt["config"], load_checkpoint(best)
     assert config["init"] == str(best) and config["init_sha256"] == sha256_file(best)
     assert f"--init {best.name}" in train_command(config)
+    # The card shows both stages and charges both runs' epochs.
+    assert tuned_ckpt["init"]["history"] == source["history"] and tuned_ckpt["init"]["init"] is None
+    first, second = training_stages(tuned_ckpt)
+    assert first["started_from"] is None and "--init" not in first["command"]
+    assert first["epochs"] == source["epoch"] == summary["best"]["epoch"]  # best.pt's run, up to its epoch
+    assert second["epochs"] == 1 and second["started_from"] == {"file": "best.pt", "sha256": sha256_file(best)}
+    assert scratch_ckpt_has_no_init(tmp_path / "c")
 
     with pytest.raises(ValueError, match="holds a resnet18 network, not vgg16"):
         main(_cfg(tmp_path / "d", model="vgg16", init=str(best), **still), data=data)
