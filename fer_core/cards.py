@@ -17,7 +17,7 @@ from typing import Any
 
 from .atomic import write_json_atomic
 from .registry import get_spec, list_models
-from .results import load_runs
+from .results import load_runs, training_chain, training_record
 from .serving import OnnxModel, sha256_file
 
 CARD_SCHEMA = "fer_core.card/1"
@@ -72,20 +72,11 @@ def training_cost(history: list[dict[str, Any]], threads: int) -> dict[str, Any]
     }
 
 
-def _chain(meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """This run and the ones it started from (`init`), newest first."""
-    chain, node = [], meta
-    while node:
-        chain.append(node)
-        node = node.get("init")
-    return chain
-
-
 def training_stages(meta: dict[str, Any]) -> list[dict[str, Any]]:
     """The runs that made a model, oldest first: one from scratch, more when `--init` chained
     them (each later run starts from the checkpoint file of the one before)."""
     stages = []
-    for run in reversed(_chain(meta)):
+    for run in training_chain(meta):
         best, start = run.get("best") or {}, run.get("init")
         stages.append(
             {
@@ -127,9 +118,7 @@ def build_card(
     model = OnnxModel(onnx_path)
     meta = model.meta
     config = meta["config"]
-    history = meta.get("history") or []
-    stages = training_stages(meta)
-    every_epoch = [row for run in _chain(meta) for row in run.get("history") or []]
+    history, best = training_record(meta)  # every stage's epochs, numbered from the first
     threads = int(config.get("threads") or os.cpu_count() or 1)
     results: dict[str, dict[str, Any]] = {}
     sha = model.sha256
@@ -159,13 +148,13 @@ def build_card(
             "config": config,
             "data": meta.get("data"),
             "epochs": len(history),
-            "best_epoch": meta["best"].get("epoch"),
+            "best_epoch": best.get("epoch"),
             "selected_on": meta.get("selected_on"),
-            "selection": meta["best"],
-            "stages": stages,  # more than one when the run was started with --init
-            "cost": training_cost(every_epoch, threads),  # every stage's epochs
+            "selection": best,
+            "stages": training_stages(meta),  # more than one when the run was started with --init
+            "cost": training_cost(history, threads),
             "torch_version": meta.get("torch_version"),
-            "from_scratch": not any(run["config"].get("pretrained") for run in _chain(meta)),
+            "from_scratch": not any(run["config"].get("pretrained") for run in training_chain(meta)),
         },
         "results": results,
         "files": files,

@@ -29,7 +29,7 @@ from .labels import EMOTIONS
 from .metrics import classification_metrics
 from .preprocess import predict_proba
 from .registry import get_spec, list_models
-from .results import SCHEMA, validate_run
+from .results import SCHEMA, training_record, validate_run
 from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, default_threads, load_models, sha256_file, weights_path
 
 ENSEMBLE = "ensemble"
@@ -53,7 +53,7 @@ class TorchCheckpointModel:
         self.labels = list(ckpt["labels"])
         model = model_from_checkpoint(ckpt)
         self._fn = torch_logits_fn(model, torch.device("cpu"))
-        self.meta = {k: ckpt.get(k) for k in ("best", "selected_on", "history", "epoch", "config")}
+        self.meta = {k: ckpt.get(k) for k in ("best", "selected_on", "history", "epoch", "config", "init")}
         self.meta["parameters"] = count_parameters(model)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -126,6 +126,7 @@ def evaluate(
     }
     if len(models) > 1:
         samples["per_model"] = {m: np.round(p, 6).tolist() for m, p in probs.items()}
+    records = {m: training_record(model.meta) for m, model in models.items()}
     run = {
         "schema": SCHEMA,
         "name": name,
@@ -143,10 +144,8 @@ def evaluate(
         "labels": list(EMOTIONS),
         "metrics": metrics,
         "samples": samples,
-        "history": {m: model.meta.get("history") or [] for m, model in models.items()},
-        "selection": {
-            m: {**(model.meta.get("best") or {}), "split": model.meta.get("selected_on")} for m, model in models.items()
-        },
+        "history": {m: record[0] for m, record in records.items()},
+        "selection": {m: {**record[1], "split": models[m].meta.get("selected_on")} for m, record in records.items()},
         "timing": {
             "seconds": total,
             "per_model_seconds": seconds,

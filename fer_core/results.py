@@ -197,3 +197,32 @@ def load_runs(folder: str | os.PathLike = "results") -> list[dict[str, Any]]:
         run["_file"] = f.name
         runs.append(run)
     return runs
+
+
+def training_chain(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs that made a model, oldest first: its own, after those it was started from (`init`)."""
+    chain, node = [], meta
+    while node:
+        chain.append(node)
+        node = node.get("init")
+    return chain[::-1]
+
+
+def training_record(meta: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A model's whole training history and its selection, from its checkpoint or ONNX metadata.
+
+    A model trained in stages (`train --init`) carries the run it started from under "init";
+    its epochs come first, numbered on, and every row says its `stage` (1 = from scratch), so a
+    learning curve shows all of the training and "best epoch" counts from the first stage.
+    """
+    chain = training_chain(meta)
+    rows: list[dict[str, Any]] = []
+    for stage, run in enumerate(chain, start=1):
+        offset = len(rows)
+        for i, r in enumerate(run.get("history") or []):
+            rows.append({**r, "epoch": offset + r.get("epoch", i + 1), "stage": stage})
+    best = dict(meta.get("best") or {})
+    if len(chain) > 1 and isinstance(best.get("epoch"), int):
+        best["stage_epoch"] = best["epoch"]
+        best["epoch"] += len(rows) - len(meta.get("history") or [])
+    return (rows if len(chain) > 1 else list(meta.get("history") or [])), best

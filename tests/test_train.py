@@ -13,6 +13,7 @@ from fer_core.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, 
 from fer_core.errors import WeightsError
 from fer_core.labels import EMOTIONS
 from fer_core.registry import list_models
+from fer_core.results import training_record
 from fer_core.serving import sha256_file
 from fer_core.train import TrainConfig, main
 
@@ -99,6 +100,11 @@ def test_tiny_model_learns_the_synthetic_classes_and_init_carries_it_over(tmp_pa
     assert first["epochs"] == source["epoch"] == summary["best"]["epoch"]  # best.pt's run, up to its epoch
     assert second["epochs"] == 1 and second["started_from"] == {"file": "best.pt", "sha256": sha256_file(best)}
     assert scratch_ckpt_has_no_init(tmp_path / "c")
+    rows, best_sel = training_record(tuned_ckpt)  # what evaluation runs store: one curve, two stages
+    n = len(source["history"])
+    assert [r["epoch"] for r in rows] == list(range(1, n + 2)) and [r["stage"] for r in rows] == [1] * n + [2]
+    assert (best_sel["epoch"], best_sel["stage_epoch"]) == (n + 1, 1)
+    assert training_record(source) == (source["history"], source["best"])  # one stage: as stored
 
     with pytest.raises(ValueError, match="holds a resnet18 network, not vgg16"):
         main(_cfg(tmp_path / "d", model="vgg16", init=str(best), **still), data=data)
