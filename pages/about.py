@@ -67,6 +67,7 @@ python -m fer_core predict photo.jpg      # the same pipeline on the command lin
 st.markdown("Retrain, evaluate and export (needs `requirements-dev.txt` and FER2013 in `data/fer2013` or `FER_DATA`):")
 st.code(
     """python -m fer_core train --model resnet18          # selects the checkpoint on val/
+python -m fer_core train --model resnet18 --data my_faces/ --init weights/resnet18.pt --lr 0.005  # fine-tune
 python -m fer_core export --runs runs --weights weights
 python -m fer_core evaluate --model resnet18 --split test --out results/
 python -m fer_core evaluate --model ensemble --split test --out results/
