@@ -270,6 +270,19 @@ def history_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.F
                     row=1,
                     col=col,
                 )
+        starts = [r.get("epoch", i + 1) for i, r in enumerate(rows) if i and r.get("stage") != rows[i - 1].get("stage")]
+        for epoch in starts:  # a model trained in stages (train --init): where each new schedule began
+            for col in (1, 2):
+                fig.add_vline(x=epoch - 0.5, line={"color": colour, "dash": "dot", "width": 1}, row=1, col=col)
+            fig.add_annotation(
+                x=epoch - 0.5,
+                y=1,
+                yref="paper",
+                text=f"{model_title(name)}: new schedule (--init)",
+                showarrow=False,
+                xanchor="left",
+                font={"size": 10, "color": colour},
+            )
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     fig.update_layout(height=420, margin={"l": 0, "r": 0, "t": 30, "b": 0}, legend={"orientation": "h", "y": -0.2})

@@ -139,6 +139,12 @@ def test_history_figure_train_and_val_per_model():
     assert {"ResNet18 train", "ResNet18 val", "VGG16-BN train", "VGG16-BN val"} <= names
     assert list(fig.data[0].x) == [1, 2, 3]
     assert sum(bool(t.showlegend) for t in fig.data) == 4  # each legend entry once, not once per panel
+    assert not fig.layout.shapes and not fig.layout.annotations[2:]  # one schedule: no marks (2 = titles)
+
+    staged = [{**r, "stage": 1 if r["epoch"] < 3 else 2} for r in rows]  # train --init after epoch 2
+    fig = appdata.history_figure({"resnet18": rows, "efficientnet_v2_s": staged})
+    assert [s.x0 for s in fig.layout.shapes] == [2.5, 2.5]  # loss and accuracy panels
+    assert [a.text for a in fig.layout.annotations[2:]] == ["EfficientNetV2-S: new schedule (--init)"]
 
 
 # --- agreement and subset ensembles --------------------------------------------------------------
