@@ -64,9 +64,16 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
 
 
 def slim(ckpt: dict[str, Any], half: bool = False) -> dict[str, Any]:
-    """The checkpoint without training state (for serving and fine-tuning); fp16 if asked."""
+    """The checkpoint without training state (for serving and fine-tuning).
+
+    `half` stores convolution and linear weights in fp16 and keeps the 1-D tensors (BatchNorm
+    scales, shifts and running statistics, biases: 1.7 % of EfficientNetV2-S's numbers) in fp32.
+    All-fp16 moved EfficientNetV2-S's PrivateTest accuracy by -0.11 point; this, by -0.06.
+    """
     out = {k: v for k, v in ckpt.items() if k not in TRAINING_KEYS}
     if half:
-        out["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-        out["storage"] = "fp16"
+        out["state_dict"] = {
+            k: v.half() if v.is_floating_point() and v.ndim > 1 else v for k, v in ckpt["state_dict"].items()
+        }
+        out["storage"] = "fp16 weights, fp32 norms and biases"
     return out

@@ -91,7 +91,9 @@ def _add_export(sub) -> None:
     p.add_argument("--model", nargs="*", help="models to export (default: every model with runs/NAME/best.pt)")
     p.add_argument("--runs", default="runs", help="training output folder (default: runs)")
     p.add_argument("--weights", default="weights", help="where to write NAME.onnx and NAME.pt (default: weights)")
-    p.add_argument("--fp32", action="store_true", help="keep the .pt in fp32 (default: fp16 storage)")
+    p.add_argument(
+        "--fp32", action="store_true", help="keep the .pt all fp32 (default: fp16 weights, fp32 norms and biases)"
+    )
     p.add_argument("--checkpoint", help="export this one checkpoint instead ...")
     p.add_argument("--out", help="... to this .onnx file")
 
