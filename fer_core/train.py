@@ -57,7 +57,6 @@ class TrainConfig:
     val_limit: int | None = None  # select on a seeded subset of N val images (smoke runs, tests)
     pretrained: bool = False  # ImageNet init through torchvision's weights API (needs the file)
     init: str | None = None  # start from this fer_core checkpoint's weights (fine-tuning), new schedule
-    init_sha256: str | None = None  # filled in when training starts: which file `init` was
     precision: str = "auto"  # auto: fp16 + GradScaler on CUDA, bf16 on CPUs with native bf16, else fp32
     channels_last: bool = True  # faster convolutions on CPU (oneDNN) and on tensor cores
     threads: int | None = None  # torch intra-op threads; None -> all cores
@@ -301,8 +300,7 @@ def main(
     model = build_model(cfg.model, pretrained=cfg.pretrained)
     lineage = resume.get("init") if resume is not None else None  # what this run started from
     if cfg.init and resume is None:
-        lineage = _init_from(model, cfg)
-        cfg.init_sha256 = lineage["sha256"]
+        lineage = _init_from(model, cfg)  # the checkpoint records it, with the file's sha256, as "init"
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -92,7 +92,7 @@ def test_tiny_model_learns_the_synthetic_classes_and_init_carries_it_over(tmp_pa
     assert scratch["history"][0]["val_acc"] < 0.4, scratch["history"]
     tuned_ckpt = load_checkpoint(tmp_path / "b" / "resnet18" / "last.pt")
     config, source = tuned_ckpt["config"], load_checkpoint(best)
-    assert config["init"] == str(best) and config["init_sha256"] == sha256_file(best)
+    assert config["init"] == str(best) and tuned_ckpt["init"]["sha256"] == sha256_file(best)
     assert f"--init {best.name}" in train_command(config)
     # The card shows both stages and charges both runs' epochs.
     assert tuned_ckpt["init"]["history"] == source["history"] and tuned_ckpt["init"]["init"] is None
