@@ -575,11 +575,13 @@ def bench_view(record: Any) -> dict[str, Any] | None:
     try:
         lat, cold, mem = record["latency"], record["cold_start"], record["memory"]
         photo, env = record.get("photo") or {}, record.get("environment") or {}
+        flip = record.get("latency_flip")  # absent from benchmarks made before the mirror toggle
         return {
             "models": [str(m) for m in record["models"]],
             "ready_s": float(cold["ready_s"]),
             "median_ms": float(lat["median_ms"]),
             "p95_ms": float(lat["p95_ms"]),
+            "flip_median_ms": float(flip["median_ms"]) if flip is not None else None,
             "runs": int(lat["runs"]),
             "faces": int(lat["faces"]),
             "stages_ms": {str(k): float(v) for k, v in (lat.get("stages_median_ms") or {}).items()},
@@ -666,6 +668,7 @@ def export_json(results: Sequence[tuple[str, Analysis]]) -> bytes:
             "detected": analysis.detected,
             "faces_found": analysis.faces_found,
             "truncated": analysis.truncated,
+            "tta": analysis.tta,
             "timings_ms": {k: round(v, 3) for k, v in analysis.timings_ms.items()},
             "faces": [{"face": i + 1, **face.to_dict()} for i, face in enumerate(analysis.faces)],
         }

@@ -29,6 +29,7 @@ from .errors import InvalidImageError
 from .imageio import MAX_BYTES
 from .labels import EMOTIONS
 from .predict import Predictor
+from .preprocess import TTA_MODES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 # File names on Linux are bytes, not always UTF-8: surrogateescape writes such a name's bytes as
@@ -135,10 +136,14 @@ def predict_paths(
     predictor: Predictor | None = None,
     resume: bool = False,
     small_faces: bool = False,
+    tta: str = "none",
 ) -> int:
-    """Write every image's faces to `output` (or stdout); 1 if any image failed, else 0."""
+    """Write every image's faces to `output` (or stdout); 1 if any image failed, else 0.
+    `tta="flip"` reads each face and its mirror (JSON lines record it as "tta")."""
     if resume and not output:
         raise ValueError("--resume needs the output file of the earlier run (-o FILE)")
+    if tta not in TTA_MODES:  # else every image would fail with the same error
+        raise ValueError(f"unknown TTA mode {tta!r}; choose one of {', '.join(TTA_MODES)}")
     predictor = predictor or Predictor.load(weights_dir, models, threads)
     names = predictor.model_names
     header = csv_header(names)
@@ -170,7 +175,7 @@ def predict_paths(
             try:
                 if f.is_file() and f.stat().st_size > MAX_BYTES:
                     raise InvalidImageError(f"{f}: over the {MAX_BYTES / 1e6:.0f} MB limit")
-                faces = predictor.predict(f, detect=detect, small_faces=small_faces, region=region)
+                faces = predictor.predict(f, detect=detect, small_faces=small_faces, region=region, tta=tta)
             except Exception as exc:  # InvalidImageError, OSError, or a bug: one image never stops the run
                 errors += 1
                 message = str(exc) if isinstance(exc, (InvalidImageError, OSError)) else f"{type(exc).__name__}: {exc}"
@@ -196,7 +201,7 @@ def predict_paths(
                 out.write(chunk.getvalue())  # an image's rows in one write: a kill tears at most its last line
             else:
                 faces_out = [{"face": i, **face.to_dict()} for i, face in enumerate(faces, start=1)]
-                out.write(json.dumps({"file": str(f), "faces": faces_out}) + "\n")
+                out.write(json.dumps({"file": str(f), "tta": tta, "faces": faces_out}) + "\n")
             out.flush()
             if bar is not None:
                 bar.set_postfix(faces=n_faces, errors=errors, refresh=False)

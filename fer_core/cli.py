@@ -3,7 +3,7 @@
 python -m fer_core train    --model resnet18 [--data PATH] [--epochs N] [--out runs] [--resume] [--limit N]
 python -m fer_core evaluate --model resnet18|ensemble [--split val|test] [--tta none|flip|tencrop] [--out FILE]
 python -m fer_core export   [--model NAME ...] [--runs runs] [--weights weights]
-python -m fer_core predict  PHOTO_OR_FOLDER ... [--no-detect] [--format json|csv] [-o FILE [--resume]]
+python -m fer_core predict  PHOTO_OR_FOLDER ... [--no-detect] [--tta none|flip] [--format json|csv] [-o FILE [--resume]]
 python -m fer_core card     [--model NAME ...]   # weights/NAME.card.json from weights and results
 python -m fer_core models   # the registry
 """
@@ -131,6 +131,13 @@ def _add_predict(sub) -> None:
     p.add_argument(
         "--small-faces", action="store_true", help="also find faces down to ~2%% of the longer side (slower)"
     )
+    p.add_argument(
+        "--tta",
+        default="none",
+        choices=["none", "flip", "tencrop"],
+        help="each face alone (default), averaged with its mirror (flip: more accurate, twice the model time), "
+        "or ten crops",
+    )
     p.add_argument("--format", default="json", choices=["json", "csv"], help="json = one JSON object per line")
     p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
     p.add_argument("--models", nargs="*", help="subset of models (default: all shipped)")
@@ -157,6 +164,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         progress=args.progress,
         resume=args.resume,
         small_faces=args.small_faces,
+        tta=args.tta,
     )
 
 

@@ -23,7 +23,7 @@ from .errors import WeightsError
 from .faces import Box, FaceDetector, crop_face, one_face
 from .imageio import FORMATS, ImageSource, load_image, to_gray
 from .labels import EMOTIONS
-from .preprocess import predict_proba
+from .preprocess import TTA_MODES, predict_proba
 from .registry import list_models
 from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, weights_path
 
@@ -82,6 +82,7 @@ class Analysis:
     detected: bool  # faces come from the detector (False: the image was read as one face)
     faces_found: int  # faces the detector found, before the MAX_FACES cap
     timings_ms: dict[str, float]
+    tta: str = "none"  # the views each face was read in (preprocess.TTA_MODES): "flip" adds its mirror
 
     @property
     def truncated(self) -> bool:
@@ -138,14 +139,16 @@ class Predictor:
         channel_order: str = "RGB",
         small_faces: bool = False,
         region: str = "centre",
+        tta: str = "none",
     ) -> list[FacePrediction]:
         """Every face in `image` (or, with detect=False, the image as one face: `region` "centre"
         reads its centred square, "whole" all of it padded to a square).
 
         `small_faces` also finds faces down to ~2 % of the photo's longer side (group photos), at
-        several times the detection cost.
+        several times the detection cost. `tta="flip"` averages each model's reading of a face with
+        its reading of the mirrored face: more accurate (results/*_flip.json), twice the model time.
         """
-        return self.analyze(image, detect, channel_order, small_faces, region=region).faces
+        return self.analyze(image, detect, channel_order, small_faces, region=region, tta=tta).faces
 
     def analyze(
         self,
@@ -155,13 +158,17 @@ class Predictor:
         small_faces: bool = False,
         formats: tuple[str, ...] = FORMATS,
         region: str = "centre",
+        tta: str = "none",
     ) -> Analysis:
         """The upright image, every face with each model's probabilities and the ensemble, and timings
         (which leave out any wait for a free slot, see `max_concurrent`). Bytes and files are parsed
         only in `formats` (the app passes imageio.WEB_FORMATS). With detect=False the image is one
-        face: `region` "centre" reads its centred square, "whole" all of it padded to a square."""
+        face: `region` "centre" reads its centred square, "whole" all of it padded to a square.
+        `tta` is a test-time augmentation of `preprocess.TTA_MODES`, as in `python -m fer_core evaluate`."""
+        if tta not in TTA_MODES:  # before the slot and the decode: a wrong argument costs nothing
+            raise ValueError(f"unknown TTA mode {tta!r}; choose one of {', '.join(TTA_MODES)}")
         with self._slots:
-            return self._analyze(image, detect, channel_order, small_faces, formats, region)
+            return self._analyze(image, detect, channel_order, small_faces, formats, region, tta)
 
     def _analyze(
         self,
@@ -171,6 +178,7 @@ class Predictor:
         small_faces: bool,
         formats: tuple[str, ...],
         region: str,
+        tta: str,
     ) -> Analysis:
         t0 = time.perf_counter()
         im = load_image(image, channel_order, formats)
@@ -190,7 +198,7 @@ class Predictor:
         probs = {}
         for name, model in self.models.items():
             t = time.perf_counter()
-            probs[name] = predict_proba(model, faces) if len(faces) else np.zeros((0, len(EMOTIONS)))
+            probs[name] = predict_proba(model, faces, tta=tta) if len(faces) else np.zeros((0, len(EMOTIONS)))
             timings[name] = (time.perf_counter() - t) * 1000
         ensemble = np.mean(list(probs.values()), axis=0) if len(faces) else np.zeros((0, len(EMOTIONS)))
         labels = tuple(next(iter(self.models.values())).labels)  # from the weights (checked == EMOTIONS)
@@ -205,4 +213,4 @@ class Predictor:
             for i, b in enumerate(boxes)
         ]
         timings["total"] = (time.perf_counter() - t0) * 1000
-        return Analysis(im, results, detect, found, timings)
+        return Analysis(im, results, detect, found, timings, tta)

@@ -125,7 +125,11 @@ else:
     if bench["stages_ms"]:
         stages = {model_title(k): v for k, v in bench["stages_ms"].items()}
         st.bar_chart(pd.Series(stages, name="median ms"), horizontal=True)
-    st.caption(f"Photo {bench['photo']}, models {models}, {bench['cpus']} CPUs, measured {bench['created_utc']}.")
+    mirror = bench["flip_median_ms"]
+    st.caption(
+        f"Photo {bench['photo']}, models {models}, {bench['cpus']} CPUs, measured {bench['created_utc']}."
+        + (f" With each face read with its mirror too: {mirror:.0f} ms median." if mirror is not None else "")
+    )
 
 st.subheader("Many users at once")
 load = load_run_view(read_json_file(Path(results_dir()) / "loadrun.json"))

@@ -142,6 +142,7 @@ def results_dir(tmp_path_factory, weights_dir) -> Path:
             "p95_ms": 55.0,
             "stages_median_ms": {"decode": 2.0, "detect": 20.0, "resnet18": 5.0},
         },
+        "latency_flip": {"tta": "flip", "runs": 30, "faces": 1, "median_ms": 47.0, "p95_ms": 60.0},
         "memory": {"rss_mb": 300.0},
         "environment": {"cpus": 2},
     }

@@ -122,6 +122,18 @@ def test_camera_photo_with_small_faces_search(app_env, astronaut_jpeg):
     assert any(c.value.startswith("512×512 px · decode") for c in at.caption)
 
 
+def test_mirror_toggle_reads_each_face_with_its_mirror(app_env, astronaut_jpeg):
+    at = start()
+    at.file_uploader[0].upload("astronaut.jpg", astronaut_jpeg, "image/jpeg").run()
+    single = dict(model_lines(at))
+    assert not any("mirror" in c.value for c in at.caption)
+    at.toggle[3].set_value(True).run()  # "Read each face with its mirror too"
+    assert not at.exception, at.exception
+    assert any(c.value.endswith("· each face read with its mirror") for c in at.caption)
+    mirrored = model_lines(at)
+    assert set(mirrored) == set(TITLES) and mirrored != single  # the readings changed, not just the caption
+
+
 def test_more_photos_than_the_cap_say_so(app_env):
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 200, 200)).save(buf, format="PNG")
@@ -187,6 +199,7 @@ def test_benchmarks_page(app_env, results_dir):
     metrics = {m.label: m.value for m in at.metric}
     assert "All models agree" in metrics and "Subset accuracy" in metrics
     assert metrics["Per photo (median)"] == "40 ms"  # from bench_app.json
+    assert any("read with its mirror too: 47 ms median" in c.value for c in at.caption)
     assert metrics["Browsers at once"] == "20" and metrics["Per photo (p50 / p95)"] == "4.0 / 9.0 s"  # loadrun.json
     assert metrics["Broken files reported"] == "100 of 100" and metrics["Images"] == "10,000"  # batchrun.json
     assert len(at.get("plotly_chart")) >= 5  # ... and the two memory curves

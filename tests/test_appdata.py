@@ -237,6 +237,7 @@ def test_json_export_round_trip():
     (image,) = doc["images"]
     assert image["source"] == "a.jpg" and (image["width"], image["height"]) == (200, 120)
     assert image["faces_found"] == 3 and image["truncated"] is True
+    assert image["tta"] == analysis.tta == "none"  # how the faces were read travels with them
     for got, face in zip(image["faces"], analysis.faces, strict=True):
         assert got["box"] == face.box._asdict() and got["ensemble"] == face.ensemble
         assert got["labels"] == LABELS

@@ -19,6 +19,9 @@ def test_bench_writes_record(weights_dir, tmp_path, capsys):
     assert lat["runs"] == 3 and lat["faces"] == 1  # the sample photo has one face
     assert 0 < lat["min_ms"] <= lat["median_ms"] <= lat["p95_ms"] <= lat["max_ms"]
     assert set(list_models()) <= set(lat["stages_median_ms"])
+    flip = record["latency_flip"]  # the app's mirror toggle: each face read twice
+    assert (lat["tta"], flip["tta"]) == ("none", "flip") and flip["runs"] == 3 and flip["faces"] == 1
+    assert 0 < flip["min_ms"] <= flip["median_ms"] <= flip["max_ms"]
     assert cold["ready_s"] > 0 and cold["models"] == list_models()
     assert record["memory"]["rss_mb"] > 50
     assert "analyze" in capsys.readouterr().out

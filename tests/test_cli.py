@@ -136,6 +136,19 @@ def test_predict_no_detect_region_whole_reads_all_of_a_wide_image(weights_dir, t
     assert boxes == {"centre": [40, 0, 40, 40], "whole": [0, 0, 120, 40]}
 
 
+def test_predict_tta_flip_is_recorded_and_changes_the_reading(weights_dir, astronaut_jpeg, tmp_path):
+    photo = tmp_path / "astronaut.jpg"
+    photo.write_bytes(astronaut_jpeg)
+    lines = {}
+    for tta in ("none", "flip"):
+        r = fer("predict", str(photo), "--weights-dir", str(weights_dir), "--tta", tta, "--no-progress")
+        assert r.returncode == 0, r.stderr
+        lines[tta] = json.loads(r.stdout)
+        assert lines[tta]["tta"] == tta
+    (single,), (flip,) = lines["none"]["faces"], lines["flip"]["faces"]
+    assert single["box"] == flip["box"] and single["ensemble"] != flip["ensemble"]
+
+
 def test_evaluate_a_csv_data_set(weights_dir, tmp_path):
     data = write_csv(tmp_path / "fer2013.csv", rows_per_usage=7)
     out = tmp_path / "results"

@@ -145,6 +145,23 @@ def test_one_face_whole_keeps_the_sides_the_centre_square_leaves_out():
         one_face(gray, "middle")
 
 
+def test_tta_flip_averages_each_model_over_the_face_and_its_mirror(predictor, astronaut_jpeg):
+    """tta="flip" is evaluation's flip: per model, the mean of the face's and its mirror's softmax."""
+    single = predictor.analyze(astronaut_jpeg)
+    flip = predictor.analyze(astronaut_jpeg, tta="flip")
+    assert (single.tta, flip.tta) == ("none", "flip")
+    (a,), (b,) = single.faces, flip.faces
+    assert a.box == b.box and np.array_equal(a.face, b.face)  # same face, read differently
+    mirror = np.ascontiguousarray(a.face[None, :, ::-1])
+    for name, model in predictor.models.items():
+        expected = (predict_proba(model, a.face[None])[0] + predict_proba(model, mirror)[0]) / 2
+        np.testing.assert_allclose(b.probabilities[name], expected, rtol=0, atol=1e-7)
+        assert not np.allclose(b.probabilities[name], a.probabilities[name], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(b.ensemble, np.mean(list(b.probabilities.values()), axis=0), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="none, flip, tencrop"):
+        predictor.predict(astronaut_jpeg, tta="mirror")
+
+
 def test_face_prediction_is_typed_and_serialisable(predictor, astronaut_jpeg):
     (face,) = predictor.predict(astronaut_jpeg)
     d = json.loads(json.dumps(face.to_dict()))
