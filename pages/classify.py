@@ -78,12 +78,13 @@ if missing:
     )
 
 uploads = st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True)
-left, middle, right, far_right = st.columns(4)
+left, right = st.columns(2)  # two toggles a row: four in one row cut their labels short
 use_sample = left.toggle("Use the sample photo (NASA astronaut, public domain)")
-use_camera = middle.toggle("Use the camera")
-small_faces = right.toggle("Find small faces (group photos; slower)")
-mirror = far_right.toggle(
-    "Read each face with its mirror too",
+use_camera = right.toggle("Use the camera")
+left, right = st.columns(2)
+small_faces = left.toggle("Find small faces (group photos; slower)")
+mirror = right.toggle(
+    "Read each face with its mirror too (more accurate; slower)",
     help="Each model reads the face and its mirror image and averages the two: more accurate on FER2013 "
     "(the Benchmarks page compares TTA none and flip), twice the models' time.",
 )
