@@ -29,7 +29,7 @@ from .errors import InvalidImageError
 from .imageio import MAX_BYTES
 from .labels import EMOTIONS
 from .predict import Predictor
-from .preprocess import TTA_MODES
+from .preprocess import check_tta
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 # File names on Linux are bytes, not always UTF-8: surrogateescape writes such a name's bytes as
@@ -142,8 +142,7 @@ def predict_paths(
     `tta="flip"` reads each face and its mirror (JSON lines record it as "tta")."""
     if resume and not output:
         raise ValueError("--resume needs the output file of the earlier run (-o FILE)")
-    if tta not in TTA_MODES:  # else every image would fail with the same error
-        raise ValueError(f"unknown TTA mode {tta!r}; choose one of {', '.join(TTA_MODES)}")
+    check_tta(tta)  # here, else every image would fail with the same error
     predictor = predictor or Predictor.load(weights_dir, models, threads)
     names = predictor.model_names
     header = csv_header(names)

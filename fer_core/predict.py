@@ -23,7 +23,7 @@ from .errors import WeightsError
 from .faces import Box, FaceDetector, crop_face, one_face
 from .imageio import FORMATS, ImageSource, load_image, to_gray
 from .labels import EMOTIONS
-from .preprocess import TTA_MODES, predict_proba
+from .preprocess import check_tta, predict_proba
 from .registry import list_models
 from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, weights_path
 
@@ -165,8 +165,7 @@ class Predictor:
         only in `formats` (the app passes imageio.WEB_FORMATS). With detect=False the image is one
         face: `region` "centre" reads its centred square, "whole" all of it padded to a square.
         `tta` is a test-time augmentation of `preprocess.TTA_MODES`, as in `python -m fer_core evaluate`."""
-        if tta not in TTA_MODES:  # before the slot and the decode: a wrong argument costs nothing
-            raise ValueError(f"unknown TTA mode {tta!r}; choose one of {', '.join(TTA_MODES)}")
+        check_tta(tta)  # before the slot and the decode: a wrong argument costs nothing
         with self._slots:
             return self._analyze(image, detect, channel_order, small_faces, formats, region, tta)
 

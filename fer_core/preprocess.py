@@ -33,14 +33,20 @@ def to_model_input(faces: np.ndarray) -> np.ndarray:
     return (faces.astype(np.float32) / np.float32(255.0))[:, None]
 
 
+def check_tta(mode: str) -> str:
+    """`mode` if it is one of TTA_MODES, else a ValueError that lists them."""
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown TTA mode {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    return mode
+
+
 def tta_views(faces: np.ndarray, mode: str = "none") -> list[np.ndarray]:
     """Views of a batch of faces whose softmax outputs are averaged.
 
     none: the face; flip: the face and its mirror; tencrop: four corner crops and the centre crop
     of side 44, each resized back to 48, and their mirrors.
     """
-    if mode not in TTA_MODES:
-        raise ValueError(f"unknown TTA mode {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    check_tta(mode)
     if mode == "none":
         return [faces]
     if mode == "flip":
