@@ -116,7 +116,7 @@ register(
             "(the torchvision stem would leave 12x12 and 2x2)",
             "dropout before the 7-way classifier",
         ),
-        # 2.7 min/epoch on a 2-core CPU with AMX (40 epochs ~110 minutes), 3.4 without AMX. 48 epochs
+        # Median min/epoch with validation, 2 cores: 2.9 with AMX (40 epochs ~2 h), 3.4 without. 48 epochs
         # of this recipe (same seed) did not beat 40 on PublicTest: 67.23 % against 67.93 % (fp32 ONNX).
         recipe={"epochs": 40, "lr": 0.05, "optimizer": "sgd", "weight_decay": 5e-4},
     )
