@@ -46,6 +46,9 @@ def train_command(config: dict[str, Any]) -> str:
         parts.append("--pretrained")
     if config.get("init"):
         parts.append(f"--init {Path(config['init']).name}")
+    if config.get("teacher") and config.get("distill"):
+        parts.append("--teacher " + " ".join(Path(t).name for t in config["teacher"]))
+        parts.append(f"--distill {config['distill']} --distill-temp {config.get('distill_temp', 2.0)}")
     return " ".join(parts)
 
 
@@ -85,6 +88,7 @@ def training_stages(meta: dict[str, Any]) -> list[dict[str, Any]]:
                 "best_epoch": best.get("epoch"),
                 "best_val_accuracy": best.get("value"),
                 "started_from": {"file": start["file"], "sha256": start["sha256"]} if start else None,
+                "distilled_from": run.get("teachers"),
             }
         )
     return stages

@@ -41,6 +41,14 @@ def _add_train(sub) -> None:
         metavar="CHECKPOINT",
         help="start from a fer_core checkpoint's weights, e.g. weights/resnet18.pt (fine-tuning; new schedule)",
     )
+    p.add_argument(
+        "--teacher",
+        nargs="+",
+        metavar="WEIGHTS",
+        help="distill the mean softmax of these .onnx/.pt files, e.g. weights/*.onnx (needs --distill)",
+    )
+    p.add_argument("--distill", type=float, help="share of the loss on the teacher's soft targets, 0-1 (default 0)")
+    p.add_argument("--distill-temp", type=float, help="distillation temperature (default 2)")
     p.add_argument("--precision", choices=["auto", "fp32"])
     p.add_argument("--threads", type=int)
     p.add_argument("--device")

@@ -71,6 +71,11 @@ class TorchCheckpointModel:
         }
 
 
+def open_weights(path: str | os.PathLike, threads: int | None = None):
+    """One weights file, .pt (torch) or .onnx (ONNX Runtime), as a logits function."""
+    return TorchCheckpointModel(path, threads) if str(path).endswith(".pt") else OnnxModel(path, threads)
+
+
 def open_models(name: str, weights: str | None = None, weights_dir: str | None = None, threads: int | None = None):
     if name == ENSEMBLE:
         if weights:
@@ -85,7 +90,7 @@ def open_models(name: str, weights: str | None = None, weights_dir: str | None =
         return load_models(names, weights_dir, threads)
     get_spec(name)
     if weights:
-        model = TorchCheckpointModel(weights, threads) if str(weights).endswith(".pt") else OnnxModel(weights, threads)
+        model = open_weights(weights, threads)
         if model.name != name:
             raise ValueError(f"{weights} holds {model.name}, not {name}")
         return {name: model}

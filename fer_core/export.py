@@ -44,6 +44,7 @@ def onnx_metadata(ckpt: dict[str, Any], checkpoint_sha256: str, parameters: int)
         "data": ckpt.get("data"),
         "history": ckpt["history"],
         "init": ckpt.get("init"),
+        "teachers": ckpt.get("teachers"),
         "checkpoint_sha256": checkpoint_sha256,
         "torch_version": ckpt.get("torch_version"),
     }

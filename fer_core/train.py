@@ -57,6 +57,9 @@ class TrainConfig:
     val_limit: int | None = None  # select on a seeded subset of N val images (smoke runs, tests)
     pretrained: bool = False  # ImageNet init through torchvision's weights API (needs the file)
     init: str | None = None  # start from this fer_core checkpoint's weights (fine-tuning), new schedule
+    teacher: list[str] | None = None  # weight files (.onnx/.pt) whose mean softmax is distilled
+    distill: float = 0.0  # share of the loss on the teacher's soft targets (0 = off, 1 = only them)
+    distill_temp: float = 2.0  # temperature both sides are softened with in the distillation term
     precision: str = "auto"  # auto: fp16 + GradScaler on CUDA, bf16 on CPUs with native bf16, else fp32
     channels_last: bool = True  # faster convolutions on CPU (oneDNN) and on tensor cores
     threads: int | None = None  # torch intra-op threads; None -> all cores
@@ -74,6 +77,12 @@ class TrainConfig:
         missing = [k for k in ("epochs", "optimizer", "lr", "weight_decay") if getattr(cfg, k) is None]
         if missing:
             raise ValueError(f"no value for {', '.join(missing)} (neither given nor in the recipe)")
+        if not 0.0 <= cfg.distill <= 1.0:
+            raise ValueError(f"--distill {cfg.distill}: the distillation share must be between 0 and 1")
+        if cfg.distill > 0 and not cfg.teacher:
+            raise ValueError("--distill needs --teacher: the weight files whose predictions to distill")
+        if cfg.distill_temp <= 0:
+            raise ValueError(f"--distill-temp {cfg.distill_temp}: the temperature must be positive")
         return cfg
 
     @classmethod
@@ -164,8 +173,13 @@ def train_one_epoch(
     epoch: int,
     device: torch.device,
     scaler: torch.amp.GradScaler | None = None,
+    soft: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """One pass over the training set; returns mean loss and accuracy on augmented batches."""
+    """One pass over the training set; returns mean loss and accuracy on augmented batches.
+
+    `soft` (N, 7): a teacher's probabilities for each training image, distilled with weight
+    `cfg.distill` (computed once on the clean image, so the student's augmented view and the
+    teacher's differ: cheap, since no teacher runs during training)."""
     model.train()
     rank, world = _dist_info()
     g = epoch_generator(cfg, epoch)
@@ -182,17 +196,20 @@ def train_one_epoch(
         x = augment_batch(x, g, aug)
         y = labels[idx]
         target = F.one_hot(y, len(EMOTIONS)).float()
+        teacher = soft[idx] if soft is not None else None
         if cfg.mixup > 0:
             lam = float(torch.distributions.Beta(cfg.mixup, cfg.mixup).sample())
             perm = torch.randperm(len(x), generator=g)
             x = lam * x + (1 - lam) * x[perm]
             target = lam * target + (1 - lam) * target[perm]
+            if teacher is not None:
+                teacher = lam * teacher + (1 - lam) * teacher[perm]
         x, target, y = x.to(device), target.to(device), y.to(device)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(cfg, device):
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+        loss = training_loss(logits.float(), target, cfg, teacher.to(device) if teacher is not None else None)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -222,6 +239,57 @@ def train_one_epoch(
         # CPU time of this process (all threads): what the epoch cost, even if the machine was shared
         "cpu_seconds": time.process_time() - cpu_start,
     }
+
+
+def training_loss(
+    logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, teacher: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Label-smoothed cross-entropy on `target`; with a teacher, mixed with the distillation term
+    T^2 * KL(teacher_T || student_T), both softened by T = cfg.distill_temp (Hinton et al. 2015;
+    T^2 keeps its gradient on the scale of the hard term)."""
+    hard = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+    if teacher is None or cfg.distill <= 0:
+        return hard
+    t = cfg.distill_temp
+    soft_teacher = torch.softmax(torch.log(teacher.clamp_min(1e-8)) / t, dim=1)
+    kl = F.kl_div(torch.log_softmax(logits / t, dim=1), soft_teacher, reduction="batchmean")
+    return (1 - cfg.distill) * hard + cfg.distill * t * t * kl
+
+
+def teacher_targets(cfg: TrainConfig, train: Split, out: Path) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """The mean softmax of `cfg.teacher`'s weight files on every training image (mirror-averaged,
+    through the shared inference loop), and what the run records of the teachers (file, sha256).
+
+    Cached in the run folder, keyed by the teachers' hashes and the images, so `--resume` trains
+    on exactly the targets the run started with."""
+    from .evaluate import open_weights
+    from .preprocess import predict_proba
+    from .serving import sha256_file
+
+    files = [Path(f) for f in cfg.teacher or []]
+    for f in files:
+        if not f.is_file():
+            raise ValueError(f"--teacher {f}: no such weights file")
+    teachers = [{"file": f.name, "sha256": sha256_file(f)} for f in files]
+    key = {"teachers": teachers, "n": len(train), "labels_sum": int(train.labels.sum()), "tta": "flip"}
+    cache = out / "teacher_targets.npz"
+    if cache.is_file():
+        saved = np.load(cache, allow_pickle=False)
+        if str(saved["key"]) == repr(key):
+            return torch.from_numpy(saved["probs"]), teachers
+    probs = np.zeros((len(train), len(EMOTIONS)), dtype=np.float64)
+    for f in files:
+        model = open_weights(f, cfg.threads)
+        print(f"teacher {f.name}: predicting {len(train)} training images", flush=True)
+        probs += predict_proba(model, train.images, tta="flip")
+    probs = (probs / len(files)).astype(np.float32)
+    agree = float((probs.argmax(1) == train.labels).mean())
+    print(f"teachers agree with the training labels on {agree:.1%} of images", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "teacher_targets.tmp.npz"
+    np.savez(tmp, probs=probs, key=np.array(repr(key)))
+    os.replace(tmp, cache)
+    return torch.from_numpy(probs), teachers
 
 
 def torch_logits_fn(model: nn.Module, device: torch.device, cfg: TrainConfig | None = None):
@@ -341,9 +409,12 @@ def main(
             f"device {device}, {world} process(es), {torch.get_num_threads()} threads -> {out}",
             flush=True,
         )
+    soft, teachers = None, None
+    if cfg.teacher and cfg.distill > 0:
+        soft, teachers = teacher_targets(cfg, train, out)
     end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, end_epoch):
-        stats = train_one_epoch(net, train, optimizer, scheduler, cfg, epoch, device, scaler)
+        stats = train_one_epoch(net, train, optimizer, scheduler, cfg, epoch, device, scaler, soft)
         if rank == 0:
             t0 = time.perf_counter()
             val_stats = evaluate(model, val, device, cfg)
@@ -359,6 +430,7 @@ def main(
             if improved:
                 best = {**best, "value": row["val_acc"], "epoch": epoch + 1}
             ckpt = _checkpoint(model, optimizer, scheduler, scaler, cfg, epoch + 1, best, history, data, lineage)
+            ckpt["teachers"] = teachers  # None, or the weight files (and hashes) this run distilled
             if improved:
                 save_atomic(slim(ckpt), out / "best.pt")
             save_atomic(ckpt, out / "last.pt")
@@ -426,6 +498,7 @@ def _init_from(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
         "selected_on": ckpt.get("selected_on"),
         "history": ckpt.get("history") or [],
         "init": ckpt.get("init"),
+        "teachers": ckpt.get("teachers"),
     }
 
 

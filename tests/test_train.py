@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_data
 
 from fer_core.cards import train_command, training_stages
 from fer_core.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, slim
+from fer_core.data import FERData, Split
 from fer_core.errors import WeightsError
 from fer_core.labels import EMOTIONS
 from fer_core.registry import list_models
 from fer_core.results import training_record
 from fer_core.serving import sha256_file
-from fer_core.train import TrainConfig, main
+from fer_core.train import TrainConfig, main, training_loss
 
 
 def _cfg(tmp_path, **kw) -> TrainConfig:
@@ -76,15 +78,22 @@ def scratch_ckpt_has_no_init(out) -> bool:
     return ckpt["init"] is None and len(training_stages(ckpt)) == 1
 
 
-def test_tiny_model_learns_the_synthetic_classes_and_init_carries_it_over(tmp_path):
+@pytest.fixture(scope="module")
+def learnt(tmp_path_factory):
+    """A ResNet18 trained for 4 epochs on synthetic faces whose class is visible, and its data."""
+    out = tmp_path_factory.mktemp("learnt")
     data = tiny_data(n_train=224, n_val=56)
-    summary = main(_cfg(tmp_path / "a", epochs=4, lr=0.05, batch_size=16), data=data)
+    summary = main(_cfg(out / "a", epochs=4, lr=0.05, batch_size=16), data=data)
+    return data, summary, out / "a" / "resnet18" / "best.pt"
+
+
+def test_tiny_model_learns_the_synthetic_classes_and_init_carries_it_over(tmp_path, learnt):
+    data, summary, best = learnt
     accs = [r["val_acc"] for r in summary["history"]]
     assert max(accs) > 0.5, accs  # chance is 1/7
 
     # --init: a new schedule that starts from those weights. With a learning rate too small to
     # learn anything in one epoch, it keeps what the first run learnt; from scratch it cannot.
-    best = tmp_path / "a" / "resnet18" / "best.pt"
     still = dict(epochs=1, lr=1e-7, batch_size=16)
     tuned = main(_cfg(tmp_path / "b", init=str(best), **still), data=data)
     scratch = main(_cfg(tmp_path / "c", **still), data=data)
@@ -109,6 +118,56 @@ def test_tiny_model_learns_the_synthetic_classes_and_init_carries_it_over(tmp_pa
 
     with pytest.raises(ValueError, match="holds a resnet18 network, not vgg16"):
         main(_cfg(tmp_path / "d", model="vgg16", init=str(best), **still), data=data)
+
+
+def test_distillation_teaches_what_the_labels_do_not(tmp_path, monkeypatch, learnt):
+    """A student given shuffled training labels learns the real classes from a teacher's soft
+    targets alone (--distill 1), and nothing from the labels without them (--distill 0)."""
+    data, teacher, teacher_file = learnt
+    assert teacher["best"]["value"] > 0.5, teacher["history"]
+
+    train = data["train"]
+    shuffled = FERData(data.path, data.layout, dict(data.splits), [])
+    shuffled.splits["train"] = Split(train.images, np.random.default_rng(0).permutation(train.labels), train.ids)
+    kw = dict(epochs=3, batch_size=16, teacher=[str(teacher_file)])
+    taught = main(_cfg(tmp_path / "s", distill=1.0, **kw), data=shuffled)
+    alone = main(_cfg(tmp_path / "n", distill=0.0, **kw), data=shuffled)
+    assert taught["best"]["value"] > 0.5, taught["history"]
+    assert alone["best"]["value"] < 0.4, alone["history"]
+
+    ckpt = load_checkpoint(tmp_path / "s" / "resnet18" / "last.pt")
+    assert ckpt["teachers"] == [{"file": "best.pt", "sha256": sha256_file(teacher_file)}]
+    assert load_checkpoint(tmp_path / "n" / "resnet18" / "last.pt")["teachers"] is None
+    assert "--teacher best.pt --distill 1.0 --distill-temp 2.0" in train_command(ckpt["config"])
+    assert training_stages(ckpt)[0]["distilled_from"] == ckpt["teachers"]
+
+    # The targets are cached in the run folder: resuming does not run the teacher again.
+    import fer_core.evaluate
+
+    monkeypatch.setattr(fer_core.evaluate, "open_weights", lambda *a, **k: pytest.fail("teacher re-run"))
+    main(_cfg(tmp_path / "s", distill=1.0, **kw), data=shuffled, resume=True)
+
+
+def test_distillation_settings_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="needs --teacher"):
+        TrainConfig(model="resnet18", distill=0.5).resolved()
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        TrainConfig(model="resnet18", distill=1.5, teacher=["x.onnx"]).resolved()
+    with pytest.raises(ValueError, match="no such weights file"):
+        main(_cfg(tmp_path, epochs=1, distill=0.5, teacher=[str(tmp_path / "missing.onnx")]), data=tiny_data(32, 16))
+
+
+def test_distillation_loss_is_the_mix_of_its_two_terms():
+    cfg = TrainConfig(model="resnet18", label_smoothing=0.1, distill=0.25, distill_temp=3.0)
+    logits = torch.randn(8, 7)
+    target = torch.nn.functional.one_hot(torch.arange(8) % 7, 7).float()
+    hard = training_loss(logits, target, cfg)
+    assert torch.allclose(hard, torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1))
+    # A teacher that agrees with the student (at any temperature) adds nothing but its weight.
+    same = torch.softmax(logits, dim=1)
+    assert torch.allclose(training_loss(logits, target, cfg, same), 0.75 * hard, atol=1e-5)
+    other = torch.softmax(torch.randn(8, 7), dim=1)
+    assert training_loss(logits, target, cfg, other) > 0.75 * hard
 
 
 def test_foreign_files_are_refused(tmp_path):
