@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .atomic import write_json_atomic
+from .atomic import write_atomic, write_json_atomic
 from .augment import AugmentConfig, augment_batch
 from .checkpoint import FORMAT, load_checkpoint, load_weights, save_atomic, slim
 from .data import FERData, Split, load_fer2013
@@ -286,9 +286,7 @@ def teacher_targets(cfg: TrainConfig, train: Split, out: Path) -> tuple[torch.Te
     agree = float((probs.argmax(1) == train.labels).mean())
     print(f"teachers agree with the training labels on {agree:.1%} of images", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "teacher_targets.tmp.npz"
-    np.savez(tmp, probs=probs, key=np.array(repr(key)))
-    os.replace(tmp, cache)
+    write_atomic(cache, lambda fh: np.savez(fh, probs=probs, key=np.array(repr(key))))
     return torch.from_numpy(probs), teachers
 
 
@@ -429,8 +427,9 @@ def main(
             improved = row["val_acc"] > best["value"]
             if improved:
                 best = {**best, "value": row["val_acc"], "epoch": epoch + 1}
-            ckpt = _checkpoint(model, optimizer, scheduler, scaler, cfg, epoch + 1, best, history, data, lineage)
-            ckpt["teachers"] = teachers  # None, or the weight files (and hashes) this run distilled
+            ckpt = _checkpoint(
+                model, optimizer, scheduler, scaler, cfg, epoch + 1, best, history, data, lineage, teachers
+            )
             if improved:
                 save_atomic(slim(ckpt), out / "best.pt")
             save_atomic(ckpt, out / "last.pt")
@@ -455,7 +454,9 @@ def main(
     }
 
 
-def _checkpoint(model, optimizer, scheduler, scaler, cfg, epoch, best, history, data, lineage) -> dict[str, Any]:
+def _checkpoint(
+    model, optimizer, scheduler, scaler, cfg, epoch, best, history, data, lineage, teachers=None
+) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "fer_core_version": __version__,
@@ -475,6 +476,7 @@ def _checkpoint(model, optimizer, scheduler, scaler, cfg, epoch, best, history, 
         "data": data.describe(),
         "torch_version": str(torch.__version__),
         "init": lineage,  # None from scratch; else the run these weights started from (and its own)
+        "teachers": teachers,  # None, or the weight files (and sha256) this run distilled
     }
 
 
