@@ -90,11 +90,12 @@ def test_classify_and_benchmarks_in_chromium(playwright_api, server, astronaut_j
 
 
 def test_loadrun_three_browsers_no_errors_no_leaks(playwright_api, weights_dir, results_dir, tmp_path, monkeypatch):
-    """tools/loadrun.py in small: its own server, three pages uploading for 20 s, every photo answered."""
+    """tools/loadrun.py in small: its own server, three pages uploading for 20 s and at least two photos
+    each (on a slow machine three clients may not fit two photos each into 20 s), every photo answered."""
     monkeypatch.setenv("FER_WEIGHTS_DIR", str(weights_dir))
     monkeypatch.setenv("FER_RESULTS_DIR", str(results_dir))
     out = tmp_path / "loadrun.json"
-    rc = loadrun(["--clients", "3", "--seconds", "20", "--out", str(out)])
+    rc = loadrun(["--clients", "3", "--seconds", "20", "--min-photos", "2", "--out", str(out)])
     record = json.loads(out.read_text())
     assert rc == 0 and record["errors"] == 0 and record["leaks"] == 0, record["error_samples"]
     assert all(c["photos"] >= 2 for c in record["per_client"]), record["per_client"]

@@ -7,7 +7,9 @@
 Unless --url is given, starts `streamlit run app.py` on 127.0.0.1 at a free port (FER_WEIGHTS_DIR and
 FER_RESULTS_DIR pass through to it) and stops it at the end. Then N headless Chromium pages (Debian's
 /usr/bin/chromium through playwright, each in its own browser context, so its own Streamlit session)
-upload photos in a loop until --seconds are up. Each client's photo is the astronaut with its client
+upload photos in a loop until --seconds are up (and, with --min-photos N, until each has tried N
+photos, however long that takes: a test on a slow machine then checks a fixed amount of work instead
+of racing the clock). Each client's photo is the astronaut with its client
 number drawn in the corner, and every upload is named `client-CC-photo-NNNN.jpg`, so a client that
 sees any other client's file name on its page has been shown someone else's upload (a leak).
 
@@ -240,8 +242,9 @@ def levelled(series: list[tuple[float, float]], tolerance: float = LEVEL_TOLERAN
     }
 
 
-async def run_client(browser: Any, url: str, client: Client, deadline: float) -> None:
-    """Upload this client's photo again and again until the deadline; record latency, errors, leaks."""
+async def run_client(browser: Any, url: str, client: Client, deadline: float, min_photos: int = 0) -> None:
+    """Upload this client's photo again and again until the deadline (and at least `min_photos` tries);
+    record latency, errors, leaks."""
     context = await browser.new_context(viewport={"width": 1280, "height": 1800})
     page = await context.new_page()
     page.set_default_timeout(PHOTO_TIMEOUT_MS)
@@ -250,7 +253,7 @@ async def run_client(browser: Any, url: str, client: Client, deadline: float) ->
         await page.goto(url)
         await page.wait_for_selector("input[type=file]", state="attached")
         n = 0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline or n < min_photos:
             name = f"client-{client.cid:02d}-photo-{n:04d}.jpg"
             try:
                 ms = await upload_once(page, photo, name)
@@ -300,14 +303,14 @@ async def check_leaks(page: Any, client: Client) -> None:
     client.leaks += [f"{sw}×{sh} px" for sw, sh in sizes if (int(sw), int(sh)) != (w, h)]
 
 
-async def drive(url: str, clients: list[Client], seconds: float) -> None:
+async def drive(url: str, clients: list[Client], seconds: float, min_photos: int = 0) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             deadline = time.monotonic() + seconds
-            await asyncio.gather(*(run_client(browser, url, c, deadline) for c in clients))
+            await asyncio.gather(*(run_client(browser, url, c, deadline, min_photos) for c in clients))
         finally:
             await browser.close()
 
@@ -329,7 +332,13 @@ def summarise(args: argparse.Namespace, url: str, clients: list[Client], series:
     return {
         "schema": "fer_core.loadrun/1",
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "config": {"clients": args.clients, "seconds": args.seconds, "url": url, "server_started": not args.url},
+        "config": {
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "min_photos": args.min_photos,
+            "url": url,
+            "server_started": not args.url,
+        },
         "weights_dir": os.environ.get("FER_WEIGHTS_DIR", "weights"),
         "git_commit": git_commit(),
         "note": args.note,
@@ -366,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=20, help="concurrent browsers (default 20)")
     parser.add_argument("--seconds", type=float, default=60, help="how long they keep uploading (default 60)")
+    parser.add_argument(
+        "--min-photos",
+        type=int,
+        default=0,
+        help="each client tries at least this many photos, past --seconds if need be",
+    )
     parser.add_argument("--out", required=True, help="JSON file to write (e.g. results/loadrun.json)")
     parser.add_argument("--url", help="use this running app instead of starting one")
     parser.add_argument("--pid", type=int, help="with --url: the server's process id, to sample its memory")
@@ -388,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu0, busy0 = (cpu_seconds(pid) if pid else None), machine_busy_seconds()
         clients = [Client(cid) for cid in range(1, args.clients + 1)]
         t0 = time.monotonic()
-        asyncio.run(drive(url, clients, args.seconds))
+        asyncio.run(drive(url, clients, args.seconds, args.min_photos))
         wall = time.monotonic() - t0
         if sampler:
             sampler.stopped.set()
