@@ -1,7 +1,7 @@
 """Command line: a thin layer over the library's functions.
 
 python -m fer_core train    --model resnet18 [--data PATH] [--epochs N] [--out runs] [--resume] [--limit N]
-python -m fer_core evaluate --model resnet18|ensemble [--split val|test] [--tta none|flip|tencrop] [--out FILE]
+python -m fer_core evaluate --model resnet18|ensemble|all [--split val|test] [--tta none|flip|tencrop] [--out FILE]
 python -m fer_core export   [--model NAME ...] [--runs runs] [--weights weights]
 python -m fer_core predict  PHOTO_OR_FOLDER ... [--no-detect] [--tta none|flip] [--format json|csv] [-o FILE [--resume]]
 python -m fer_core card     [--model NAME ...]   # weights/NAME.card.json from weights and results
@@ -66,7 +66,11 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate weights on a split and write a results run")
-    p.add_argument("--model", required=True, help=f"one of {', '.join(list_models())}, or ensemble")
+    p.add_argument(
+        "--model",
+        required=True,
+        help=f"one of {', '.join(list_models())}, ensemble, or all (each model and the ensemble, one pass)",
+    )
     p.add_argument("--data", help="data folder or fer2013.csv (default: $FER_DATA or data/fer2013)")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
     p.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"])
@@ -78,19 +82,36 @@ def _add_evaluate(sub) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from .evaluate import evaluate, evaluate_all
     from .results import write_run
 
-    run = evaluate(
-        args.model, args.split, args.tta, args.data, args.weights, args.weights_dir, args.threads, limit=args.limit
-    )
-    path = write_run(run, args.out)
-    m = run["metrics"]
-    print(
-        f"{args.model} on {args.split} ({run['data']['n']} images, TTA {args.tta}): accuracy {m['accuracy']:.4f}, "
-        f"macro-F1 {m['macro']['f1']:.4f}, weighted-F1 {m['weighted']['f1']:.4f}, "
-        f"{run['timing']['images_per_second']:.0f} images/s -> {path}"
-    )
+    if args.model == "all":
+        if args.weights:
+            raise ValueError("--weights names one model's file; --model all uses every model in --weights-dir")
+        if args.out.endswith(".json"):
+            raise ValueError("--model all writes several runs: give --out a folder, not a .json file")
+        runs = evaluate_all(args.split, args.tta, args.data, args.weights_dir, args.threads, limit=args.limit)
+    else:
+        runs = [
+            evaluate(
+                args.model,
+                args.split,
+                args.tta,
+                args.data,
+                args.weights,
+                args.weights_dir,
+                args.threads,
+                limit=args.limit,
+            )
+        ]
+    for run in runs:
+        path = write_run(run, args.out)
+        m = run["metrics"]
+        print(
+            f"{run['name']} on {args.split} ({run['data']['n']} images, TTA {args.tta}): "
+            f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro']['f1']:.4f}, weighted-F1 {m['weighted']['f1']:.4f}, "
+            f"{run['timing']['images_per_second']:.0f} images/s -> {path}"
+        )
     return 0
 
 

@@ -3,8 +3,10 @@
     python -m fer_core evaluate --model resnet18 --split val
     python -m fer_core evaluate --model ensemble --split test --tta flip --out results/
     python -m fer_core evaluate --model resnet18 --weights runs/resnet18/best.pt --split val
+    python -m fer_core evaluate --model all --split test --tta tencrop --out results/
 
-`ensemble` is the mean of the registered models' softmax outputs. The run (schema in
+`ensemble` is the mean of the registered models' softmax outputs; `all` writes each model's run and
+the ensemble's from one pass (each model is read once, not twice). The run (schema in
 results/SCHEMA.md) holds metrics, the confusion matrix, per-sample probabilities, the weights'
 hashes and the checkpoints' training histories.
 """
@@ -110,17 +112,65 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a model (or the ensemble) and return a validated run (`limit`: first N images)."""
     models = open_models(name, weights, weights_dir, threads)
+    data, s = _split(data, split, limit)
+    probs, seconds = _predict(models, s, tta, batch_size)
+    return _run(name, models, probs, seconds, data, s, split, tta, threads, batch_size)
+
+
+def evaluate_all(
+    split: str = "test",
+    tta: str = "none",
+    data: FERData | str | None = None,
+    weights_dir: str | None = None,
+    threads: int | None = None,
+    batch_size: int = 256,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """The run of every model with weights in `weights_dir` and the run of their ensemble, from one
+    pass over the split: the same runs as `evaluate(m)` for each and `evaluate("ensemble")`, for the
+    price of the ensemble alone (each model's timing is its own share of that pass)."""
+    models = open_models(ENSEMBLE, None, weights_dir, threads)
+    data, s = _split(data, split, limit)
+    probs, seconds = _predict(models, s, tta, batch_size)
+    runs = [
+        _run(m, {m: models[m]}, {m: probs[m]}, {m: seconds[m]}, data, s, split, tta, threads, batch_size)
+        for m in models
+    ]
+    return runs + [_run(ENSEMBLE, models, probs, seconds, data, s, split, tta, threads, batch_size)]
+
+
+def _split(data: FERData | str | None, split: str, limit: int | None):
     if not isinstance(data, FERData):
         data = load_fer2013(data)
     s = data[split]
     if limit is not None:
         s = s.subset(np.arange(min(limit, len(s))))
+    return data, s
+
+
+def _predict(models: dict[str, Any], s, tta: str, batch_size: int):
     probs: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     for model_name, model in models.items():
         t0 = time.perf_counter()
         probs[model_name] = predict_proba(model, s.images, tta=tta, batch_size=batch_size)
         seconds[model_name] = time.perf_counter() - t0
+    return probs, seconds
+
+
+def _run(
+    name: str,
+    models: dict[str, Any],
+    probs: dict[str, np.ndarray],
+    seconds: dict[str, float],
+    data: FERData,
+    s,
+    split: str,
+    tta: str,
+    threads: int | None,
+    batch_size: int,
+) -> dict[str, Any]:
+    """One validated run of `name` (a model, or the ensemble of `models`) from its models' probabilities."""
     final = np.mean(list(probs.values()), axis=0)
     metrics = classification_metrics(s.labels, final)
     total = sum(seconds.values())

@@ -174,6 +174,23 @@ def test_evaluate_a_csv_data_set(weights_dir, tmp_path):
     assert run["data"]["n"] == 7 and run["data"]["layout"] == "csv" and run["split"] == "test"
 
 
+def test_evaluate_all_writes_every_models_run_and_the_ensembles(weights_dir, tmp_path):
+    data = write_csv(tmp_path / "fer2013.csv", rows_per_usage=5)
+    out = tmp_path / "results"
+    args = ["evaluate", "--model", "all", "--data", str(data), "--weights-dir", str(weights_dir), "--split", "val"]
+    r = fer(*args, "--out", str(out), "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    names = [*list_models(), "ensemble"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}_val_none.json" for n in names)
+    assert r.stdout.count("accuracy") == len(names)
+    ens = parse_run((out / "ensemble_val_none.json").read_bytes())
+    for name in list_models():
+        single = parse_run((out / f"{name}_val_none.json").read_bytes())
+        assert single["models"] == [name] and ens["samples"]["per_model"][name] == single["samples"]["probs"]
+    bad = fer(*args, "--out", str(tmp_path / "one.json"))
+    assert bad.returncode != 0 and "give --out a folder" in bad.stderr and "Traceback" not in bad.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -13,7 +13,7 @@ from conftest import tiny_data
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
 from fer_core.errors import WeightsError
-from fer_core.evaluate import ENSEMBLE, evaluate
+from fer_core.evaluate import ENSEMBLE, evaluate, evaluate_all
 from fer_core.labels import EMOTIONS
 from fer_core.preprocess import softmax, to_model_input
 from fer_core.registry import get_spec, list_models
@@ -253,3 +253,25 @@ def test_parse_run_caps_the_size(run, monkeypatch):
     monkeypatch.setattr(fer_core.results, "MAX_RUN_BYTES", len(raw) - 1)
     with pytest.raises(RunSchemaError, match="run files are at most"):
         parse_run(raw, "upload.json")
+
+
+def test_evaluate_all_is_each_model_and_the_ensemble_from_one_pass(weights_dir, data, run, ensemble_run):
+    """`evaluate --model all`: the same runs as evaluating each model and the ensemble apart."""
+    runs = evaluate_all("test", "flip", data=data, weights_dir=str(weights_dir), threads=1)
+    assert [r["name"] for r in runs] == [*list_models(), ENSEMBLE]
+    by_name = {r["name"]: r for r in runs}
+    flip_apart = evaluate("vgg16", "test", "flip", data=data, weights_dir=str(weights_dir), threads=1)
+    plain = evaluate_all("test", "none", data=data, weights_dir=str(weights_dir), threads=1)
+    for mine, apart in [
+        (by_name["vgg16"], flip_apart),
+        (plain[list_models().index("resnet18")], run),
+        (plain[-1], ensemble_run),
+    ]:
+        assert validate_run(mine) is mine and mine["tta"] == apart["tta"]
+        for key in ("name", "models", "weights", "samples", "metrics", "history", "selection", "data"):
+            assert mine[key] == apart[key], key
+        assert set(mine["timing"]["per_model_seconds"]) == set(mine["models"])
+    ens = by_name[ENSEMBLE]
+    for m in list_models():  # the ensemble's per-model reading is that model's own run
+        assert ens["samples"]["per_model"][m] == by_name[m]["samples"]["probs"]
+    assert "per_model" not in by_name["resnet18"]["samples"]
