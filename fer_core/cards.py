@@ -31,6 +31,8 @@ _RECIPE_FLAGS = (
     "weight_decay",
     "label_smoothing",
     "mixup",
+    "schedule",
+    "ema",
     "seed",
 )
 
@@ -42,6 +44,10 @@ def train_command(config: dict[str, Any]) -> str:
         value = config.get(key)
         if value is not None:
             parts.append(f"--{key.replace('_', '-')} {value}")
+    if config.get("warmup") not in (None, 0.15):  # 0.15: the default every shipped run used
+        parts.append(f"--warmup {config['warmup']}")
+    if config.get("schedule") == "plateau":
+        parts.append(f"--plateau-factor {config['plateau_factor']} --plateau-patience {config['plateau_patience']}")
     if config.get("pretrained"):
         parts.append("--pretrained")
     if config.get("init"):

@@ -19,7 +19,7 @@ from .labels import EMOTIONS
 from .registry import get_spec
 
 FORMAT = "fer_core.checkpoint/1"
-TRAINING_KEYS = ("optimizer", "scheduler", "rng", "scaler")
+TRAINING_KEYS = ("optimizer", "scheduler", "rng", "scaler", "raw_state_dict", "ema")
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
