@@ -7,6 +7,7 @@ weights/ and results/ folders.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import streamlit as st
 from fer_core.appdata import escape_markdown
 from fer_core.errors import WeightsError
 from fer_core.predict import Predictor
-from fer_core.results import load_runs
+from fer_core.results import MAX_RUN_UPLOADS, RunSchemaError, load_runs, parse_run
 from fer_core.serving import DEFAULT_WEIGHTS_DIR
 
 REPO = Path(__file__).resolve().parent
@@ -80,3 +81,35 @@ def get_runs() -> list[dict[str, Any]]:
     """Every valid evaluation run in the results folder (re-read when its files change)."""
     folder = results_dir()
     return _load_runs(folder, _signature(folder, "*.json"))
+
+
+def uploaded_runs(files: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The runs in a visitor's uploaded files, and a message for each file that is not one.
+
+    Each file is parsed once per session, keyed by its content (a rerun after a widget click
+    reuses the parse), and at most MAX_RUN_UPLOADS files are read; runs of files the visitor has
+    removed are dropped with them."""
+    before: dict[str, tuple[dict[str, Any] | None, str | None]] = st.session_state.get("_uploaded_runs", {})
+    kept: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
+    runs, errors = [], []
+    for f in files[:MAX_RUN_UPLOADS]:
+        raw = f.getvalue()
+        key = hashlib.sha256(raw).hexdigest()
+        if key not in before:
+            try:
+                run = parse_run(raw, f.name)
+                before[key] = ({**run, "_file": f"{f.name} (uploaded)", "_uploaded": True}, None)
+            except RunSchemaError as exc:
+                before[key] = (None, str(exc))
+        kept[key] = before[key]
+        run, error = kept[key]
+        if run is not None:
+            runs.append(run)
+        else:
+            errors.append(error)
+    if len(files) > MAX_RUN_UPLOADS:
+        errors.append(
+            f"{len(files)} files uploaded; the dashboard reads the first {MAX_RUN_UPLOADS}. Remove some to add others."
+        )
+    st.session_state["_uploaded_runs"] = kept
+    return runs, errors

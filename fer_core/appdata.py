@@ -7,10 +7,11 @@ come from the thing being shown (a FacePrediction, a results run), never from a 
 
 from __future__ import annotations
 
-import csv
+import html
 import io
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 from plotly.subplots import make_subplots
 
+from . import csvsafe
 from .faces import Box
 from .metrics import classification_metrics
 from .registry import get_spec
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 EXPORT_SCHEMA = "fer_core.faces/1"
 PER_CLASS_METRICS = ("f1", "precision", "recall", "specificity")
 MAX_SMALL_JSON_BYTES = 1024 * 1024  # model cards and the benchmark file are a few KB
+MAX_SMALL_JSON_DEPTH = 32  # a card nests 4 levels; st.json of a deeper one risks Python's recursion limit
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies, and on photos.
 DISPLAY_MAX_SIDE = 1280  # the annotated photo on the page; wider than any page layout
@@ -72,12 +75,28 @@ def comparison_labels(runs: Sequence[Mapping[str, Any]], split: str = "test", tt
 
 
 _MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#|~$:"})
+# GitHub-flavoured autolinks (remark-gfm in Streamlit's frontend) are found in the text *after*
+# backslash escapes are undone, so `https\://x` still links: a WORD JOINER (U+2060, invisible,
+# no line break) inside `://`, after `www` and after `@` breaks the three patterns (scheme://,
+# www., name@domain.tld) both in the parser and in the text pass that follows it.
+_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?i)(www)(?=\.)|(:)(?=//)|(@)")
 
 
 def escape_markdown(text: str) -> str:
     """Text from users (file names, messages quoting them) shown literally, not as markdown:
-    a file named `[x](http://...)` or `:red[...]` must not become a link or a style."""
-    return str(text).translate(_MARKDOWN_SPECIAL)
+    a file named `[x](http://...)` or `:red[...]` must not become a link or a style, and neither
+    may `www.evil.example.jpg`, `see https://evil.example/a.jpg` or `me@evil.example` (autolinks)."""
+    text = _AUTOLINK.sub(lambda m: m.group() + _JOINER, str(text))
+    return text.translate(_MARKDOWN_SPECIAL)
+
+
+def escape_plotly_text(text: Any) -> str:
+    """User text (run labels, model names from run files) for Plotly figure text: legend names,
+    hover text, titles, annotations, category tick labels. Plotly renders a subset of HTML there
+    (`<a href>`, `<b>`, `<br>`), so `<`, `>` and `&` are written as entities, which it shows as
+    the characters themselves."""
+    return html.escape(str(text), quote=False)
 
 
 # --- drawing ------------------------------------------------------------------------------------
@@ -144,10 +163,11 @@ def probability_figure(probs: Sequence[float], labels: Sequence[str], height: in
     if len(probs) != len(labels):
         raise ValueError(f"{len(probs)} probabilities for {len(labels)} labels")
     top = int(np.argmax(probs))
+    labels = [escape_plotly_text(label) for label in labels]  # category names are Plotly text
     fig = go.Figure(
         go.Bar(
             x=probs,
-            y=list(labels),
+            y=labels,
             orientation="h",
             marker_color=[TOP_COLOUR if i == top else OTHER_COLOUR for i in range(len(probs))],
             text=[f"{p:.0%}" for p in probs],
@@ -159,7 +179,7 @@ def probability_figure(probs: Sequence[float], labels: Sequence[str], height: in
         height=height,
         margin={"l": 0, "r": 10, "t": 10, "b": 0},
         xaxis={"range": [0, 1], "tickformat": ".0%", "fixedrange": True},
-        yaxis={"categoryorder": "array", "categoryarray": list(labels)[::-1], "fixedrange": True},
+        yaxis={"categoryorder": "array", "categoryarray": labels[::-1], "fixedrange": True},
         showlegend=False,
     )
     return fig
@@ -182,11 +202,12 @@ def confusion_figure(
         raise ValueError(f"confusion matrix of shape {counts.shape} for {k} labels")
     z = row_normalise(counts) if normalise else counts
     text = [[f"{v:.0%}" for v in row] for row in z] if normalise else [[str(v) for v in row] for row in counts]
+    labels = [escape_plotly_text(label) for label in labels]  # from the run file: Plotly text
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=list(labels),
-            y=list(labels),
+            x=labels,
+            y=labels,
             text=text,
             texttemplate="%{text}",
             customdata=counts,
@@ -197,7 +218,7 @@ def confusion_figure(
         )
     )
     fig.update_layout(
-        title=title,
+        title=None if title is None else escape_plotly_text(title),
         height=520,
         margin={"l": 0, "r": 0, "t": 40 if title else 10, "b": 0},
         xaxis={"title": "predicted", "side": "bottom", "constrain": "domain"},
@@ -220,23 +241,25 @@ def per_class_figure(
     fig = make_subplots(
         rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=[titles[m] for m in metrics], vertical_spacing=0.08
     )
+    shown = [escape_plotly_text(label) for label in labels]  # run labels and class names are Plotly text
     for row, metric in enumerate(metrics, start=1):
         for j, (name, m) in enumerate(metrics_by_run.items()):
             fig.add_trace(
                 go.Bar(
-                    x=list(labels),
+                    x=shown,
                     y=[float(m["per_class"][label][metric]) for label in labels],
-                    name=name,
-                    legendgroup=name,
+                    name=escape_plotly_text(name),
+                    legendgroup=escape_plotly_text(name),
                     showlegend=row == 1,
                     marker_color=PALETTE[j % len(PALETTE)],
-                    hovertemplate=f"{name}<br>%{{x}}: {titles[metric]} %{{y:.3f}}<extra></extra>",
+                    # the name by reference, not pasted into the template: `%{...}` in it stays text
+                    hovertemplate=f"%{{fullData.name}}<br>%{{x}}: {titles[metric]} %{{y:.3f}}<extra></extra>",
                 ),
                 row=row,
                 col=1,
             )
         fig.update_yaxes(range=[0, 1], row=row, col=1)
-    fig.update_xaxes(categoryorder="array", categoryarray=list(labels))
+    fig.update_xaxes(categoryorder="array", categoryarray=shown)
     fig.update_layout(
         barmode="group",
         height=170 + 230 * len(metrics),
@@ -251,6 +274,7 @@ def history_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.F
     fig = make_subplots(rows=1, cols=2, subplot_titles=["loss", "accuracy"], horizontal_spacing=0.08)
     for j, (name, rows) in enumerate(histories.items()):
         colour = PALETTE[j % len(PALETTE)]
+        title = escape_plotly_text(model_title(name))  # a history key comes from the run file
         epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
         for col, metric in ((1, "loss"), (2, "acc")):
             for part, dash in (("train", "solid"), ("val", "dash")):
@@ -262,8 +286,8 @@ def history_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.F
                         x=epochs,
                         y=[r.get(key) for r in rows],
                         mode="lines+markers" if len(rows) < 15 else "lines",
-                        name=f"{model_title(name)} {part}",
-                        legendgroup=name,
+                        name=f"{title} {part}",
+                        legendgroup=escape_plotly_text(name),
                         showlegend=col == 1,  # one legend entry per model and part, not per panel
                         line={"color": colour, "dash": dash},
                     ),
@@ -278,7 +302,7 @@ def history_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.F
                 x=epoch - 0.5,
                 y=1,
                 yref="paper",
-                text=f"{model_title(name)}: new schedule (--init)",
+                text=f"{title}: new schedule (--init)",
                 showarrow=False,
                 xanchor="left",
                 font={"size": 10, "color": colour},
@@ -455,25 +479,61 @@ def reference_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 # --- small JSON files: model cards, the speed benchmark --------------------------------------------
 
 
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _plain_json(value: Any, depth: int = 0) -> Any:
+    """`value` with every lone surrogate in its strings (and keys) replaced by U+FFFD; ValueError if
+    it nests deeper than MAX_SMALL_JSON_DEPTH (so the recursion here is bounded too)."""
+    if depth > MAX_SMALL_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_SMALL_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_plain_json(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {_plain_json(k, depth + 1): _plain_json(v, depth + 1) for k, v in value.items()}
+    return value
+
+
 def read_json_file(path: str | os.PathLike, max_bytes: int = MAX_SMALL_JSON_BYTES) -> Any | None:
-    """A small JSON file's content, or None if it is missing, too large or not JSON."""
+    """A small JSON file's content, or None if it is missing, too large or not JSON, which includes
+    anything json cannot parse (bad UTF-8, numbers of over 4,300 digits, nesting so deep that it
+    raises RecursionError) and anything nested deeper than MAX_SMALL_JSON_DEPTH levels, which
+    st.json could not draw within Python's recursion limit.
+
+    A string with a lone surrogate (`"\\ud800"` is valid JSON, but not encodable as UTF-8, so it
+    would raise UnicodeEncodeError when Streamlit sends it to the browser) is kept, with each
+    lone surrogate replaced by U+FFFD (the replacement character): the file is shown, and nothing
+    read here can reach an st.* call that it would crash.
+    """
     path = Path(path)
     try:
         if not path.is_file() or path.stat().st_size > max_bytes:
             return None
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        return _plain_json(json.loads(path.read_bytes()))
+    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
 
 
-def read_model_cards(weights_dir: str | os.PathLike) -> dict[str, Any]:
-    """Every `*.card.json` in the weights folder, by file name (shown as is on the About page)."""
-    cards = {}
+def load_model_cards(weights_dir: str | os.PathLike) -> tuple[dict[str, Any], list[str]]:
+    """Every `*.card.json` in the weights folder, by file name, and the names of those that could
+    not be read (`read_json_file` gave None), so the About page can say so. A file name that is not
+    UTF-8 (Linux names are bytes) has its undecodable bytes shown as U+FFFD."""
+    cards, unreadable = {}, []
     for f in sorted(Path(weights_dir).glob("*.card.json")):
         card = read_json_file(f)
-        if card is not None:
-            cards[f.name] = card
-    return cards
+        name = _plain_json(f.name)
+        if card is None:
+            unreadable.append(name)
+        else:
+            cards[name] = card
+    return cards, unreadable
+
+
+def read_model_cards(weights_dir: str | os.PathLike) -> dict[str, Any]:
+    """Every readable `*.card.json` in the weights folder, by file name (`load_model_cards`)."""
+    return load_model_cards(weights_dir)[0]
 
 
 def card_rows(cards: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -556,7 +616,7 @@ def memory_figure(series: Mapping[str, Any]) -> go.Figure:
                 x=[t for t, _ in pts],
                 y=[mb for _, mb in pts],
                 mode="lines",
-                name=name,
+                name=escape_plotly_text(name),
                 line={"color": PALETTE[j % len(PALETTE)]},
                 hovertemplate="%{x:.0f} s: %{y:.0f} MB<extra></extra>",
             )
@@ -678,10 +738,11 @@ def export_json(results: Sequence[tuple[str, Analysis]]) -> bytes:
 
 
 def export_csv(results: Sequence[tuple[str, Analysis]]) -> bytes:
-    """One row per face and model (plus an `ensemble` row per face), probabilities as columns."""
+    """One row per face and model (plus an `ensemble` row per face), probabilities as columns.
+    Text cells a spreadsheet would run as a formula get a leading `'` (fer_core.csvsafe)."""
     labels: list[str] = next((list(f.labels) for _, a in results for f in a.faces), [])
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csvsafe.writer(buf)  # a file named `=cmd|calc.jpg` stays text in a spreadsheet
     writer.writerow(["source", "face", "x", "y", "w", "h", "model", "label", "score", "agree", *labels])
     for source, analysis in results:
         for i, face in enumerate(analysis.faces):

@@ -6,25 +6,33 @@
 Files are read in a fixed order (arguments as given, folders walked sorted), so two runs write
 the same rows in the same order. JSON lines hold one object per image; CSV holds one row per
 face, and one row with empty face columns for an image without faces, so every image read is in
-the output. Memory stays flat however many images there are (nothing is
-accumulated); an unreadable image is reported on stderr and in its own output row, and the run
-goes on. Each image's rows are flushed as they are written, so a killed run loses at most the row
-being written; `--resume` reads the file names already in the output, drops a torn last row,
-skips those files and appends the rest (run it with the same paths and format). Exit status 1 if
-any image failed (including failures recorded before a resume), else 0.
+the output. Memory stays flat however many images there are (nothing is accumulated per image;
+the folder walk keeps one entry per folder, and needs no recursion however deep the folders go);
+an unreadable image, or a folder entry that cannot be read (a folder we may not list, a broken
+link, a link loop), is reported on stderr and in its own output row, and the run goes on. CSV
+cells that a spreadsheet would run as a formula (a file named `=cmd|calc.jpg`) are written with a
+leading `'` (fer_core.csvsafe); JSON lines hold the names as they are. Each image's rows are
+flushed as they are written, so a killed run loses at most the row being written; `--resume`
+reads the file names already in the output, drops a torn last row, skips those files and appends
+the rest (run it with the same paths and format). Exit status 1 if any image failed (including
+failures recorded before a resume), else 0.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from . import csvsafe
 from .errors import InvalidImageError
 from .imageio import MAX_BYTES
 from .labels import EMOTIONS
@@ -37,15 +45,84 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
-def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
-    """Files as given, and image files under folders (sorted, walked lazily)."""
+@dataclass(frozen=True)
+class Unreadable:
+    """An entry found while walking a folder that cannot be read: it becomes an error row."""
+
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def _reason(exc: OSError, link: bool = False) -> str:
+    if link and exc.errno == errno.ENOENT:
+        return "broken symbolic link (its target does not exist)"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (too many levels of symbolic links)"
+    return f"cannot read it: {exc.strerror or exc}"
+
+
+def _walk(top: Path) -> Iterator[Path | Unreadable]:
+    """Image files under `top`, depth first in sorted order (each folder's files, then its
+    subfolders), as os.walk would give them, but with an explicit stack instead of recursion: a
+    folder nested thousands of levels deep costs a list entry per level, not a stack frame.
+
+    Symbolic links to folders are not followed (as with os.walk), so a link cannot lead the walk
+    out of `top` or round in a loop; a folder reached twice (a bind mount of itself) is walked once.
+    A folder that cannot be listed, a broken link, a link loop or a FIFO/device named like an image
+    comes out as an Unreadable entry, never as an exception.
+    """
+    stack = [top]
+    seen: set[tuple[int, int]] = set()
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                yield Unreadable(folder, f"{folder}: folder loop (this folder was already walked)")
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield Unreadable(folder, f"{folder}: cannot read this folder: {exc.strerror or exc}")
+            continue
+        subfolders = []
+        for entry in entries:
+            path, link = folder / entry.name, False
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(path)
+                    continue
+                if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                link = entry.is_symlink()
+                mode = entry.stat().st_mode  # follows a link: a broken one or a loop raises here
+            except OSError as exc:
+                yield Unreadable(path, f"{path}: {_reason(exc, link)}")
+                continue
+            if stat.S_ISDIR(mode):
+                continue  # a link to a folder named like an image: not followed, like any folder link
+            if not stat.S_ISREG(mode):  # opening a FIFO named x.jpg would block the run for good
+                yield Unreadable(path, f"{path}: not a regular file (a FIFO, socket or device), not read")
+                continue
+            yield path
+        stack.extend(reversed(subfolders))  # popped in sorted order
+
+
+def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Unreadable]:
+    """Files as given, and image files under folders (sorted, walked lazily and without recursion).
+    What cannot be read is yielded as an Unreadable entry with the reason, so the run reports it."""
     for p in map(Path, paths):
-        if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                for name in sorted(files):
-                    if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                        yield Path(root) / name
+        try:
+            is_dir = p.is_dir()
+        except OSError as exc:  # e.g. a name too long, or a parent folder we may not enter
+            yield Unreadable(p, f"{p}: {_reason(exc)}")
+            continue
+        if is_dir:
+            yield from _walk(p)
         else:
             yield p
 
@@ -72,7 +149,7 @@ def read_done(output: str | os.PathLike, fmt: str, header: list[str]) -> tuple[s
             first_line = fh.readline()
             if not first_line:
                 return done, 0
-            if next(csv.reader([first_line])) != header:
+            if next(csv.reader([first_line])) != csvsafe.safe_row(header):
                 raise ValueError(
                     f"{path} does not start with the CSV header of these models ({', '.join(header[:3])}, ...); "
                     "resume with the same --format and --models, or write to a new file"
@@ -91,12 +168,13 @@ def read_done(output: str | os.PathLike, fmt: str, header: list[str]) -> tuple[s
             for row in csv.reader(lines()):
                 if len(row) != len(header) or not last.endswith("\n"):
                     break  # torn: the run was killed while writing it
-                if row[0] != last_file:
-                    last_file, last_start = row[0], good
+                name = csvsafe.unescape_cell(row[0])  # the file name as given, not as escaped for spreadsheets
+                if name != last_file:
+                    last_file, last_start = name, good
                 good = consumed
-                done.add(row[0])
+                done.add(name)
                 if row[-1]:
-                    failed.add(row[0])
+                    failed.add(name)
             if last_file is not None:  # its rows may be only some of its faces (a write cut short): redo it
                 done.discard(last_file)
                 failed.discard(last_file)
@@ -164,20 +242,26 @@ def predict_paths(
         bar = tqdm(files, total=total, unit="image", file=sys.stderr, mininterval=1.0)
         files = bar
     n_faces = 0
-    writer = csv.writer(out) if fmt == "csv" else None
+    writer = csvsafe.writer(out) if fmt == "csv" else None
     if writer and not append:
         writer.writerow(header)
     try:
         for f in files:
             if str(f) in done:
                 continue
-            try:
-                if f.is_file() and f.stat().st_size > MAX_BYTES:
-                    raise InvalidImageError(f"{f}: over the {MAX_BYTES / 1e6:.0f} MB limit")
-                faces = predictor.predict(f, detect=detect, small_faces=small_faces, region=region, tta=tta)
-            except Exception as exc:  # InvalidImageError, OSError, or a bug: one image never stops the run
+            message = None
+            if isinstance(f, Unreadable):  # from the walk: a folder we may not list, a broken link, a FIFO, ...
+                message = f.message
+            else:
+                try:
+                    if f.is_file() and f.stat().st_size > MAX_BYTES:
+                        raise InvalidImageError(f"{f}: over the {MAX_BYTES / 1e6:.0f} MB limit")
+                    faces = predictor.predict(f, detect=detect, small_faces=small_faces, region=region, tta=tta)
+                except Exception as exc:  # InvalidImageError, OSError, or a bug: one image never stops the run
+                    known = isinstance(exc, (InvalidImageError, OSError))
+                    message = str(exc) if known else f"{type(exc).__name__}: {exc}"
+            if message is not None:
                 errors += 1
-                message = str(exc) if isinstance(exc, (InvalidImageError, OSError)) else f"{type(exc).__name__}: {exc}"
                 print(f"error: {f}: {message}", file=sys.stderr)
                 if writer:
                     writer.writerow([str(f)] + [""] * (len(header) - 2) + [message])
@@ -196,7 +280,7 @@ def predict_paths(
                         row += [label, f"{score:.4f}"]
                     rows.append(row + [f"{p:.4f}" for p in face.ensemble] + [""])
                 chunk = io.StringIO(newline="")
-                csv.writer(chunk).writerows(rows)
+                csvsafe.writer(chunk).writerows(rows)
                 out.write(chunk.getvalue())  # an image's rows in one write: a kill tears at most its last line
             else:
                 faces_out = [{"face": i, **face.to_dict()} for i, face in enumerate(faces, start=1)]

@@ -100,7 +100,7 @@ def check_onnx_matches(
     x = torch.rand(n, 1, FER_INPUT_SIZE, FER_INPUT_SIZE, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         ref = model.float().eval()(x).numpy()
-    got = OnnxModel(onnx_path)(x.numpy())
+    got = OnnxModel(onnx_path, verify=False)(x.numpy())  # a new file: its card is not written yet
     diff = float(np.abs(ref - got).max())
     bound = MAX_ABS_DIFF * max(1.0, float(np.abs(ref).max()) / 10)
     if diff > bound:

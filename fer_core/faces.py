@@ -14,7 +14,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .preprocess import resize_face
+from .preprocess import FACE_SIZE, resize_face
 
 # Detection runs on a copy whose longer side is at most DETECT_MAX_SIDE; boxes are mapped back.
 # Measured on a 640-px photo, 2 cores: 640 px / scale step 1.1 took 99 ms, 400 px / 1.15 took
@@ -116,17 +116,22 @@ class FaceDetector:
 
 def crop_face(gray: np.ndarray, box: Box, margin: float = CROP_MARGIN) -> np.ndarray:
     """The (48, 48) uint8 face a network sees: the box widened by `margin` on each side, made
-    square, edge-padded where it leaves the photo, and resized like any FER2013 face."""
+    square, edge-padded where it leaves the photo, and resized like any FER2013 face.
+
+    Only the square itself is copied and padded, never the whole photo."""
     side = max(box.w, box.h) * (1 + 2 * margin)
     cx, cy = box.x + box.w / 2, box.y + box.h / 2
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
     s = max(1, int(round(side)))
     h, w = gray.shape
-    pad = max(0, -x0, -y0, x0 + s - w, y0 + s - h)
-    if pad:
-        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad, y0 + pad
-    return resize_face(gray[y0 : y0 + s, x0 : x0 + s])
+    ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(w, x0 + s), min(h, y0 + s)
+    if ix1 <= ix0 or iy1 <= iy0:
+        raise ValueError(f"face box {tuple(box)} lies outside the {w}x{h} image")
+    inside = gray[iy0:iy1, ix0:ix1]
+    left, top, right, bottom = ix0 - x0, iy0 - y0, x0 + s - ix1, y0 + s - iy1
+    if left or top or right or bottom:
+        inside = cv2.copyMakeBorder(inside, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    return resize_face(inside)
 
 
 ONE_FACE_REGIONS = ("centre", "whole")
@@ -141,8 +146,13 @@ def one_face(gray: np.ndarray, region: str = "centre") -> tuple[Box, np.ndarray]
         box = Box((w - s) // 2, (h - s) // 2, s, s)
         return box, resize_face(gray[box.y : box.y + s, box.x : box.x + s])
     if region == "whole":
-        s = max(h, w)
-        top, left = (s - h) // 2, (s - w) // 2
-        square = cv2.copyMakeBorder(gray, top, s - h - top, left, s - w - left, cv2.BORDER_REPLICATE)
-        return Box(0, 0, w, h), resize_face(square)
+        # Resized first, so its longer side is the face's, then edge-padded to the square: the
+        # padding costs 48x48 pixels, never a max(h, w)-sided square of the photo
+        scale = FACE_SIZE / max(h, w)
+        fw, fh = max(1, round(w * scale)), max(1, round(h * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        small = cv2.resize(np.ascontiguousarray(gray), (fw, fh), interpolation=interp)
+        top, left = (FACE_SIZE - fh) // 2, (FACE_SIZE - fw) // 2
+        square = cv2.copyMakeBorder(small, top, FACE_SIZE - fh - top, left, FACE_SIZE - fw - left, cv2.BORDER_REPLICATE)
+        return Box(0, 0, w, h), square
     raise ValueError(f"region must be one of {', '.join(ONE_FACE_REGIONS)}, not {region!r}")

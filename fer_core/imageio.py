@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,19 @@ from .errors import InvalidImageError
 MAX_PIXELS = 50_000_000
 MAX_BYTES = 50 * 1024 * 1024
 MIN_SIDE = 1
+# Longer side over shorter side. A panorama is ~8:1; a 1x50000 strip is no photo of a face, and
+# reading it as one face would pad it to a 50000x50000 square.
+MAX_ASPECT_RATIO = 25
+# A progressive JPEG codes its pixels in scans, and the decoder makes a pass over the whole image per
+# scan: encoders write 6-13 (libjpeg's default script: 10 in colour, 6 in gray), while 5,000 repeated
+# scans in 682 KB took 35 s to decode. Counted from the markers before decoding.
+MAX_JPEG_SCANS = 32
+# Pillow's WebP decoder holds about four RGBA copies of the picture while it decodes (+750 MB at
+# 49 MP, +1 GB with the conversion after it); WebP photos are rarely over 16 MP.
+MAX_WEBP_PIXELS = 25_000_000
+# The buffer libtiff allocates per tile: a 1 KB TIFF may declare 46336x46336 tiles for a 64x64 image
+# (+1.9 GB before failing). 64 MB holds a 4096x4096 RGBA tile.
+MAX_TIFF_TILE_BYTES = 64 * 1024 * 1024
 # The formats bytes and files may be in. Pillow's JPEG opener also reads MPO, the multi-picture
 # JPEG many phone cameras write.
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
@@ -42,6 +56,9 @@ SIGNATURES = {
     b"II*\x00": "TIFF",
     b"MM\x00*": "TIFF",
 }
+
+# Formats people try that Pillow cannot read here (ISO-BMFF "ftyp" brands), named in the message.
+_UNSUPPORTED_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF"}
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
@@ -94,6 +111,13 @@ def _from_bytes(raw: bytes, what: str, formats: tuple[str, ...] = FORMATS) -> Im
     claimed = sniff_format(raw)
     if claimed and claimed not in formats:
         raise InvalidImageError(f"{what} is a {claimed} file; accepted here: {', '.join(formats)}")
+    if claimed is None and raw[4:8] == b"ftyp" and raw[8:12] in _UNSUPPORTED_BRANDS:
+        raise InvalidImageError(
+            f"{what} is a {_UNSUPPORTED_BRANDS[raw[8:12]]} file, which this app cannot read; "
+            f"convert it to one of {', '.join(formats)} (an iPhone can save photos as JPEG)"
+        )
+    if claimed == "JPEG":
+        _check_jpeg_scans(raw, what)
     try:
         im = Image.open(io.BytesIO(raw), formats=[f for f in formats if f in FORMATS])
     except Image.DecompressionBombError as exc:
@@ -104,10 +128,77 @@ def _from_bytes(raw: bytes, what: str, formats: tuple[str, ...] = FORMATS) -> Im
             detail = "" if unidentified else f" ({exc})"
             raise InvalidImageError(f"{what} starts like a {claimed} file but its header is damaged{detail}") from None
         if unidentified:
-            raise InvalidImageError(f"{what} is not an image this app can read (use JPEG, PNG, WebP or BMP)") from None
+            raise InvalidImageError(
+                f"{what} is not an image this app can read (use one of {', '.join(formats)})"
+            ) from None
         raise InvalidImageError(f"{what} could not be opened as an image: {exc}") from None
     _check_size(im, what)
+    if im.format == "WEBP" and im.size[0] * im.size[1] > MAX_WEBP_PIXELS:
+        raise InvalidImageError(
+            f"{what} is a WebP of {im.size[0]}x{im.size[1]} = {im.size[0] * im.size[1] / 1e6:.0f} megapixels; "
+            f"WebP is read up to {MAX_WEBP_PIXELS / 1e6:.0f} megapixels here (its decoder needs several copies "
+            "in memory). Scale it down or save it as JPEG or PNG"
+        )
+    if im.format == "TIFF":
+        _check_tiff_tiles(im, what)
     return _normalise(_load_pixels(im, what, first_frame=True), what)
+
+
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # a marker, not stuffing, RSTn or fill
+
+
+def jpeg_scan_count(raw: bytes) -> int:
+    """How many scans (SOS segments) the first image of a JPEG holds, from its markers alone.
+
+    Header segments are skipped by their lengths (an EXIF thumbnail's scans do not count); after
+    each scan's header, its entropy-coded data runs to the next marker. Stops at the first EOI.
+    """
+    scans, i, n = 0, 2, len(raw)
+    while i + 4 <= n:
+        if raw[i] != 0xFF:
+            break  # garbage between segments: the decoder will say what is wrong
+        marker = raw[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # stand-alone markers
+            i += 2
+            continue
+        i += 2 + int.from_bytes(raw[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # SOS: the header, then entropy-coded data up to the next marker
+            scans += 1
+            found = _JPEG_MARKER.search(raw, i)
+            i = found.start() if found else n
+    return scans
+
+
+def _check_jpeg_scans(raw: bytes, what: str) -> None:
+    scans = jpeg_scan_count(raw)
+    if scans > MAX_JPEG_SCANS:
+        raise InvalidImageError(
+            f"{what} is a JPEG of {scans} scans; photos have at most about a dozen and this app reads up to "
+            f"{MAX_JPEG_SCANS}, since every scan is another pass over the whole image. Re-save it as a JPEG "
+            "(any editor writes a normal one) and try again"
+        )
+
+
+def _check_tiff_tiles(im: Image.Image, what: str) -> None:
+    tags = getattr(im, "tag_v2", {})
+    tile_w, tile_h = tags.get(322), tags.get(323)  # TileWidth, TileLength
+    if not (isinstance(tile_w, int) and isinstance(tile_h, int)):
+        return  # a striped TIFF: libtiff clamps a strip to the image's own rows
+    bands = max(1, len(im.getbands()))
+    bits = tags.get(258, (8,))  # BitsPerSample
+    depth = max(1, max(bits) if isinstance(bits, tuple) and bits else int(bits) if isinstance(bits, int) else 8)
+    tile_bytes = tile_w * tile_h * bands * depth / 8
+    if tile_bytes > MAX_TIFF_TILE_BYTES:
+        raise InvalidImageError(
+            f"{what} is a TIFF of {im.size[0]}x{im.size[1]} pixels stored in {tile_w}x{tile_h} tiles, "
+            f"{tile_bytes / 1e6:.0f} MB each to decode (the limit is {MAX_TIFF_TILE_BYTES / 1e6:.0f} MB); "
+            "re-save it with ordinary tiles or as PNG"
+        )
 
 
 def _load_pixels(im: Image.Image, what: str, first_frame: bool = False) -> Image.Image:
@@ -132,6 +223,11 @@ def _check_size(im: Image.Image, what: str) -> Image.Image:
             f"{what} is {w}x{h} = {w * h / 1e6:.0f} megapixels, over the {MAX_PIXELS / 1e6:.0f}-megapixel "
             "limit; scale it down and try again"
         )
+    if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+        raise InvalidImageError(
+            f"{what} is {w}x{h} pixels, {max(w, h) / min(w, h):.0f} times longer than it is wide; this app "
+            f"reads images up to {MAX_ASPECT_RATIO}:1. Crop it around the face and try again"
+        )
     return im
 
 
@@ -151,10 +247,15 @@ def _normalise(im: Image.Image, what: str) -> Image.Image:
             return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8))
         if im.mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-            rgba = im.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(white, rgba).convert("RGB")
+        if im.mode == "La":  # premultiplied: Pillow converts it to LA only
+            im = im.convert("LA")
+        if im.mode in ("RGBA", "LA", "PA", "RGBa"):
+            # Pasted onto white through its own alpha: one RGB copy, where alpha_composite held three
+            # RGBA ones (a 49 MP transparent WebP: +1.5 GB before, +0.8 GB with the decoder's share)
+            rgba = im if im.mode in ("RGBA", "LA") else im.convert("RGBA")
+            white = Image.new("RGB", rgba.size, (255, 255, 255))
+            white.paste(rgba.convert("RGB") if rgba.mode == "LA" else rgba, mask=rgba.getchannel("A"))
+            return white
         if im.mode in ("L", "RGB"):
             return im
         if im.mode in ("1",):
@@ -179,7 +280,7 @@ def _from_array(a: np.ndarray, channel_order: str) -> Image.Image:
         if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
             raise InvalidImageError("a float image array must hold finite values in [0, 1]")
         a = (a * 255.0 + 0.5).astype(np.uint8)
-    elif a.dtype == np.uint16:
+    elif a.dtype.kind == "u" and a.dtype.itemsize == 2:  # uint16, either byte order
         a = (a.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
     else:
         raise InvalidImageError(f"image arrays must be uint8, uint16 or float in [0, 1]; got {a.dtype}")

@@ -25,7 +25,7 @@ from .imageio import FORMATS, ImageSource, load_image, to_gray
 from .labels import EMOTIONS
 from .preprocess import check_tta, predict_proba
 from .registry import list_models
-from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, weights_path
+from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, load_models, weights_path
 
 MAX_FACES = 20  # a group photo beyond this is cut to the 20 largest faces (and the caller told)
 
@@ -126,7 +126,7 @@ class Predictor:
                 f"no model weights in {weights_dir} (expected {', '.join(m + '.onnx' for m in list_models())}); "
                 "train and export them, or use the repository's weights/ folder"
             )
-        return cls({m: OnnxModel(weights_path(m, weights_dir), threads) for m in names}, max_faces=max_faces)
+        return cls(load_models(names, weights_dir, threads), max_faces=max_faces)
 
     @property
     def model_names(self) -> list[str]:

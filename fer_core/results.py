@@ -17,6 +17,13 @@ from .labels import EMOTIONS
 
 SCHEMA = "fer_core.run/1"
 MAX_RUN_BYTES = 5 * 1024 * 1024  # ~6x the largest stored run (0.85 MB); under the app's 10 MB upload cap
+# What one run may hold, so that no file, however small, costs the dashboard more than a stored run
+# does: a 1.1 MB run with 30,000 one-row models in its history took 59 s of CPU per page rerun.
+MAX_RUN_MODELS = 8  # an ensemble of the three registered models, with room for a user's own
+MAX_HISTORY_ROWS = 1000  # epochs of one model's training history (the shipped ones have 30-62)
+MAX_RUN_IMAGES = 40_000  # data.n: all of FER2013 is 35,887 images
+MAX_RUN_UPLOADS = 4  # run files one visitor may add to the dashboard at once (each parsed once)
+PROBABILITY_SUM_TOLERANCE = 1e-3  # rows are stored rounded to 6 decimals: 7 x 5e-7 at most
 
 
 class RunSchemaError(ValueError):
@@ -56,6 +63,8 @@ def validate_run(run: Any) -> dict[str, Any]:
             raise RunSchemaError(f"field {key!r} has the wrong type ({type(run[key]).__name__})")
     if not run["models"] or not all(isinstance(name, str) for name in run["models"]):
         raise RunSchemaError("models must be a non-empty list of model names")
+    if len(run["models"]) > MAX_RUN_MODELS or len(set(run["models"])) != len(run["models"]):
+        raise RunSchemaError(f"models must name at most {MAX_RUN_MODELS} different models")
     _check_identity(run)
     labels = run["labels"]
     if labels != list(EMOTIONS):
@@ -93,8 +102,10 @@ def validate_run(run: Any) -> dict[str, Any]:
     ):
         raise RunSchemaError(f"metrics.confusion_matrix must be {k}x{k} non-negative integers")
     n = run["data"].get("n")
-    if not isinstance(n, int) or n < 1 or sum(map(sum, cm)) != n:
-        raise RunSchemaError("data.n must be at least 1 and equal the number of images in the confusion matrix")
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_RUN_IMAGES:
+        raise RunSchemaError(f"data.n must be an integer from 1 to {MAX_RUN_IMAGES:,}")
+    if sum(map(sum, cm)) != n:
+        raise RunSchemaError("data.n must equal the number of images in the confusion matrix")
     s = run["samples"]
     ids, y, probs = s.get("ids"), s.get("y_true"), s.get("probs")
     if not (isinstance(ids, list) and isinstance(y, list) and isinstance(probs, list)):
@@ -121,6 +132,12 @@ _HISTORY_NUMBERS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "
 
 def _check_identity(run: dict[str, Any]) -> None:
     """weights, history, selection and timing: what the dashboard and the cards index into."""
+    models = set(run["models"])
+    if len(run["weights"]) > len(models):
+        raise RunSchemaError("weights must have at most one entry per model of the run")
+    for part in ("history", "selection"):
+        if not set(run[part]) <= models:
+            raise RunSchemaError(f"{part} may only have entries for the run's models")
     for w in run["weights"]:
         if not isinstance(w, dict) or not isinstance(w.get("model"), str) or not isinstance(w.get("file"), str):
             raise RunSchemaError("each entry of weights must be an object with the strings model and file")
@@ -132,10 +149,17 @@ def _check_identity(run: dict[str, Any]) -> None:
     for model, rows in run["history"].items():
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise RunSchemaError(f"history.{model} must be a list of per-epoch objects")
+        if len(rows) > MAX_HISTORY_ROWS:
+            raise RunSchemaError(
+                f"history.{model} has {len(rows):,} rows; at most {MAX_HISTORY_ROWS:,} epochs are read"
+            )
         for r in rows:
             for key in _HISTORY_NUMBERS:
                 if r.get(key) is not None and not _number(r[key], float("-inf"), float("inf")):
                     raise RunSchemaError(f"history.{model}[].{key} must be a number")
+            for key in ("epoch", "stage"):  # figures count with them: a number, or absent, never null
+                if key in r and not (_number(r[key], 1, float("inf")) and float(r[key]).is_integer()):
+                    raise RunSchemaError(f"history.{model}[].{key} must be a whole number from 1 up")
     for model, sel in run["selection"].items():
         if not isinstance(sel, dict) or not isinstance(sel.get("split"), (str, type(None))):
             raise RunSchemaError(f"selection.{model} must be an object naming the split that chose it")
@@ -147,7 +171,14 @@ def _check_identity(run: dict[str, Any]) -> None:
 
 
 def _probability_rows(rows: list, k: int) -> bool:
-    return all(isinstance(p, list) and len(p) == k and all(_number(v, 0, 1) for v in p) for p in rows)
+    """Each row a distribution: k numbers in [0, 1] that sum to 1."""
+    return all(
+        isinstance(p, list)
+        and len(p) == k
+        and all(_number(v, 0, 1) for v in p)
+        and abs(sum(p) - 1) <= PROBABILITY_SUM_TOLERANCE
+        for p in rows
+    )
 
 
 def _number(v: Any, lo: float, hi: float) -> bool:
@@ -173,10 +204,14 @@ def parse_run(raw: bytes | str, source: str = "run file") -> dict[str, Any]:
         raise RunSchemaError(f"{source} is {len(raw) / 1e6:.1f} MB; run files are at most {MAX_RUN_BYTES / 1e6:.0f} MB")
     try:
         run = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunSchemaError(f"{source} is not JSON: {exc}") from None
     except RecursionError:  # "[[[[..." a few MB deep; json.loads would otherwise crash the reader
         raise RunSchemaError(f"{source} is nested too deeply to be a run file") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of over 4,300 digits
+        raise RunSchemaError(f"{source} is not JSON a run can hold: {str(exc)[:200]}") from None
+    try:  # a lone surrogate ("\ud800") parses, then fails wherever the text is encoded for display
+        json.dumps(run, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RunSchemaError(f"{source} holds text that is not valid Unicode (a lone surrogate)") from None
     try:
         return validate_run(run)
     except RunSchemaError as exc:

@@ -11,7 +11,6 @@ import ctypes
 import hashlib
 import json
 import os
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +50,59 @@ def default_threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+def card_path(onnx_path: str | os.PathLike) -> Path:
+    """NAME.card.json beside NAME.onnx: the model card, which records each weights file's sha256."""
+    p = Path(onnx_path)
+    return p.with_name(f"{p.stem}.card.json")
+
+
+def recorded_sha256(onnx_path: str | os.PathLike) -> str | None:
+    """The sha256 the card beside `onnx_path` records for it; None where there is no card."""
+    card = card_path(onnx_path)
+    if not card.is_file():
+        return None
+    try:
+        entry = json.loads(card.read_text(encoding="utf-8"))["files"]["onnx"]
+        if entry["file"] != Path(onnx_path).name:
+            raise ValueError(f"it describes {entry['file']!r}")
+        return str(entry["sha256"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise WeightsError(
+            f"{card} is not a readable model card ({exc}); restore it (`git checkout {card.parent.name}/`) "
+            f"or write it again with `python -m fer_core card --model {Path(onnx_path).stem}`"
+        ) from None
+
+
 class OnnxModel:
     """One exported network: `model(x)` maps (B, 1, 48, 48) float32 in [0, 1] to (B, 7) logits.
 
     ONNX Runtime's `InferenceSession.run` is thread-safe, so one instance serves every app
     session and thread.
+
+    With `expected` (the registry name the file is loaded as), the file must say it holds that
+    model, and where a model card lies beside it, its sha256 must be the one the card records:
+    a vgg16.onnx copied over resnet18.onnx, or a few flipped bytes, is a WeightsError, never a
+    silently different model. Hashing the bytes ONNX Runtime parses costs ~0.1 s for all three.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, threads: int | None = None, expected: str | None = None, verify: bool = True
+    ) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
         if not self.path.is_file():
             raise WeightsError(f"no ONNX weights at {self.path}; run `python -m fer_core export` first")
+        raw = self.path.read_bytes()  # hashed and parsed from the same bytes
+        self._sha256 = hashlib.sha256(raw).hexdigest()
+        recorded = recorded_sha256(self.path) if verify else None
+        if recorded is not None and recorded != self._sha256:
+            raise WeightsError(
+                f"{self.path} is not the file its card records (sha256 {self._sha256[:12]}..., the card says "
+                f"{recorded[:12]}...): it is damaged or was replaced. Restore it (`git checkout "
+                f"{self.path.parent.name}/`), or if you exported it yourself, write its card again with "
+                f"`python -m fer_core card --model {self.path.stem}`"
+            )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or default_threads()
         opts.inter_op_num_threads = 1
@@ -74,9 +113,10 @@ class OnnxModel:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+            self.session = ort.InferenceSession(raw, opts, providers=providers)
         except Exception as exc:
             raise WeightsError(f"{self.path} is not a loadable ONNX model: {exc}") from exc
+        del raw
         raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
         if raw is None:
             raise WeightsError(f"{self.path} has no '{META_KEY}' metadata; export it with `python -m fer_core export`")
@@ -89,6 +129,11 @@ class OnnxModel:
         if self.meta.get("format") != ONNX_FORMAT:
             raise WeightsError(f"{self.path}: metadata format {self.meta.get('format')!r}, expected {ONNX_FORMAT!r}")
         self.name: str = self.meta["model"]
+        if expected is not None and self.name != expected:
+            raise WeightsError(
+                f"{self.path} holds the {self.name} network (its metadata says so), not {expected}: a file was "
+                f"copied over another. Restore it (`git checkout {self.path.parent.name}/`) or export {expected} again"
+            )
         self.spec = get_spec(self.name)
         self.labels: list[str] = list(self.meta["labels"])
         if self.labels != list(EMOTIONS):
@@ -99,9 +144,9 @@ class OnnxModel:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
-    @cached_property
+    @property
     def sha256(self) -> str:
-        return sha256_file(self.path)
+        return self._sha256
 
     def describe(self) -> dict[str, Any]:
         """Plain-type identity of the weights, stored in every results file."""
@@ -125,4 +170,4 @@ def load_models(
 ) -> dict[str, OnnxModel]:
     """Load the ONNX weights of `names` (default: every registered model), in registry order."""
     names = names or list_models()
-    return {name: OnnxModel(weights_path(name, weights_dir), threads) for name in names}
+    return {name: OnnxModel(weights_path(name, weights_dir), threads, expected=name) for name in names}

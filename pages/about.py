@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app_state import get_predictor, weights_dir
-from fer_core.appdata import card_rows, describe_models, read_model_cards
+from fer_core.appdata import MAX_SMALL_JSON_BYTES, card_rows, describe_models, escape_markdown, load_model_cards
 from fer_core.registry import list_models
 
 st.title("About this workbench")
@@ -29,13 +29,21 @@ for m in describe_models(metas):
         if m["selected"]:
             st.markdown(f"**Checkpoint:** {m['selected']}")
 
-cards = read_model_cards(weights_dir())
-if cards:
+cards, unreadable = load_model_cards(weights_dir())
+if cards or unreadable:
     st.subheader("Model cards")
+if unreadable:
+    st.warning(
+        f"Not shown: {', '.join(escape_markdown(n) for n in unreadable)}: not a readable model card "
+        f"(over {MAX_SMALL_JSON_BYTES // 1024 // 1024} MB, not JSON, or nested too deep). "
+        "`python -m fer_core card` writes them again.",
+        icon=":material/description:",
+    )
+if cards:
     st.caption("Single view (no test-time augmentation); the checkpoint is chosen on PublicTest.")
     st.dataframe(pd.DataFrame(card_rows(cards)), hide_index=True)
     for name, card in cards.items():
-        with st.expander(f"{name} (everything it records)"):
+        with st.expander(f"{escape_markdown(name)} (everything it records)"):
             st.json(card)
 
 st.header("The data, and what it cannot tell you")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_state import get_runs, results_dir
+from app_state import get_runs, results_dir, uploaded_runs
 from fer_core.appdata import (
     PER_CLASS_METRICS,
     agreement,
@@ -27,7 +27,6 @@ from fer_core.appdata import (
     subset_ensemble,
     summary_rows,
 )
-from fer_core.results import RunSchemaError, parse_run
 
 st.title("Benchmarks")
 st.caption(f"Evaluation runs read from `{results_dir()}`. Checkpoints were selected on val/; test/ is only reported.")
@@ -39,11 +38,10 @@ with st.expander("Add your own run files"):
         type=["json"],
         accept_multiple_files=True,
     )
-    for f in user_files or []:
-        try:
-            runs.append({**parse_run(f.getvalue(), f.name), "_file": f"{f.name} (uploaded)", "_uploaded": True})
-        except RunSchemaError as exc:
-            st.error(f"Not added: {escape_markdown(exc)}", icon=":material/rule:")
+    added, problems = uploaded_runs(user_files or [])
+    runs = [*runs, *added]
+    for problem in problems:
+        st.error(f"Not added: {escape_markdown(problem)}", icon=":material/rule:")
 
 if not runs:
     st.info(

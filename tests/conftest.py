@@ -98,14 +98,37 @@ def astronaut_jpeg() -> bytes:
     return buf.getvalue()
 
 
+# What the tiny test weights are built from: when none of these files changed, the weights a
+# previous test session built (in the ignored .pytest_cache/) are reused instead of trained again.
+_WEIGHTS_SOURCES = ("models.py", "registry.py", "train.py", "export.py", "checkpoint.py", "ema.py", "schedule.py")
+
+
+def _weights_key() -> str:
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256(str(torch.__version__).encode())
+    for name in _WEIGHTS_SOURCES:
+        h.update((REPO / "fer_core" / name).read_bytes())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory) -> Path:
     """Every registered model trained for one step on tiny synthetic data and exported, as the
-    real `weights/` folder would hold them (NAME.onnx + NAME.pt). Built once per test session."""
+    real `weights/` folder would hold them (NAME.onnx + NAME.pt). Built once, then reused from
+    .pytest_cache/ while the code that makes them is unchanged. Tests must not write into it."""
+    import shutil
+
     from fer_core.export import export_model
     from fer_core.registry import list_models
     from fer_core.train import TrainConfig, main
 
+    cached = REPO / ".pytest_cache" / "fer-weights" / _weights_key()
+    if (cached / "weights").is_dir() and (cached / "runs").is_dir():
+        return cached / "weights"
     root = tmp_path_factory.mktemp("weights")
     runs, out = root / "runs", root / "weights"
     data = tiny_data(n_train=16, n_val=8, n_test=8)
@@ -113,7 +136,14 @@ def weights_dir(tmp_path_factory) -> Path:
         cfg = TrainConfig(model=name, out=str(runs), epochs=1, batch_size=16, lr=0.01, progress=False, threads=2)
         main(cfg, data=data)
         export_model(name, runs, out)
-    return out
+    try:  # keep it for the next session; a concurrent session may have stored it first
+        shutil.rmtree(cached.parent, ignore_errors=True)  # older keys: each set is ~0.3 GB
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(root, cached.with_suffix(".tmp"), dirs_exist_ok=True)
+        cached.with_suffix(".tmp").rename(cached)
+    except OSError:
+        return out
+    return cached / "weights"
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ bytes with the script runner's in-memory upload manager, so the page reads them 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,24 @@ def test_classify_with_one_shipped_model_says_which_are_missing(
     assert not at.exception, at.exception
     assert list(model_lines(at)) == ["ResNet18"]
     assert not [m for m in markdown(at) if m.startswith("**Ensemble**")]
+
+
+def test_about_page_with_malformed_model_cards(monkeypatch, weights_dir, tmp_path):
+    """A card nested 100,000 levels deep (RecursionError in json) is named as unreadable; a card with
+    lone surrogates (UnicodeEncodeError when sent to the browser) is shown with U+FFFD instead."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for f in weights_dir.iterdir():
+        (weights / f.name).symlink_to(f)
+    (weights / "deep.card.json").write_text("[" * 100_000 + "]" * 100_000)
+    (weights / "resnet18.card.json").write_text('{"model": "resnet18", "title": "Res\\ud800Net", "\\udfff": "\\udc80"}')
+    monkeypatch.setenv("FER_WEIGHTS_DIR", str(weights))
+    monkeypatch.setenv("FER_RESULTS_DIR", str(tmp_path / "no-results"))
+    at = start("pages/about.py")
+    assert not at.exception, at.exception
+    (warning,) = at.warning
+    assert "deep.card.json" in warning.value and "not a readable model card" in warning.value
+    assert "resnet18.card.json (everything it records)" in [e.label for e in at.expander]
+    (card,) = at.json
+    assert json.loads(card.value) == {"model": "resnet18", "title": "Res\ufffdNet", "\ufffd": "\ufffd"}
+    assert at.dataframe[0].value["model"].tolist() == ["Res\ufffdNet"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -329,3 +330,110 @@ def test_comparison_labels_pick_each_models_single_view_test_run():
     assert got == [appdata.run_label(runs[i]) for i in (4, 2, 0)]  # single models by name, then the ensemble
     only_val = [runs[3]]
     assert appdata.comparison_labels(only_val) == [appdata.run_label(runs[3])]  # nothing on test: every run
+
+
+# --- hostile names: formulas in the CSV, autolinks in markdown, HTML in figures, odd JSON files --------
+
+FORMULA_NAMES = ["=SUM(1+1)*cmd|calc.jpg", "+cmd.jpg", "-x.jpg", "@x.jpg", "\tx.jpg", "\rx.jpg"]
+
+
+def test_csv_export_neutralises_formula_cells():
+    from fer_core.csvsafe import FORMULA_PREFIXES
+
+    analysis = fake_analysis(1)
+    face = analysis.faces[0]
+    probs = {m: [-0.0, *p[1:]] for m, p in face.probabilities.items()}  # a -0.0 must stay a number
+    analysis.faces[0] = FacePrediction(box=face.box, probabilities=probs, ensemble=face.ensemble)
+    raw = appdata.export_csv([(name, analysis) for name in FORMULA_NAMES]).decode()
+    header, *rows = list(csv.reader(io.StringIO(raw, newline="")))
+    assert {row[0] for row in rows} == {"'" + name for name in FORMULA_NAMES}
+    for row in rows:
+        for cell in row:
+            if cell.startswith(FORMULA_PREFIXES):
+                float(cell)  # only numbers may start like a formula
+    model_rows = [dict(zip(header, row, strict=True)) for row in rows if row[header.index("model")] != "ensemble"]
+    assert model_rows and all(r[LABELS[0]] == "-0.0" for r in model_rows)  # written as the number, unquoted
+
+
+AUTOLINK_NAMES = [
+    "www.evil-example.com.jpg",
+    "see https://evil.example/a.jpg",
+    "HTTP://EVIL.EXAMPLE/B.PNG",
+    "WwW.evil.example",
+    "me@evil.example.jpg",
+    "[x](http://a.example)",
+    "<https://a.example>",
+]
+# What remark-gfm (Streamlit's markdown) turns into links, in the text left after backslash escapes
+# are undone: the two patterns of mdast-util-gfm-autolink-literal, as bundled with streamlit.
+GFM_URL = re.compile(r"(https?://|www(?=\.))", re.IGNORECASE)
+GFM_EMAIL = re.compile(r"([-.\w+]+)@([-\w]+(?:\.[-\w]+)+)", re.ASCII)
+
+
+@pytest.mark.parametrize("name", AUTOLINK_NAMES)
+def test_escape_markdown_defeats_autolinks(name):
+    escaped = appdata.escape_markdown(name)
+    text = re.sub(r"\\(.)", r"\1", escaped)  # what the markdown parser leaves of the escapes
+    for shown in (escaped, text):
+        assert not GFM_URL.search(shown) and not GFM_EMAIL.search(shown), shown
+    assert text.replace("\u2060", "") == name  # only invisible joiners added: it reads the same
+
+
+def _figure_strings(fig) -> list[str]:
+    out, todo = [], [fig.to_plotly_json()]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict):
+            todo += [*v.keys(), *v.values()]
+        elif isinstance(v, (list, tuple)):
+            todo += list(v)
+        elif isinstance(v, np.ndarray) and v.dtype == object:
+            todo += v.ravel().tolist()
+    return out
+
+
+def test_figures_show_names_from_run_files_as_text():
+    evil = '<a href="https://evil.example">y</a>'
+    rng = np.random.default_rng(0)
+    run = {"name": evil, "models": [evil], "split": "test", "tta": "none", "_file": "<b>x</b>.json (uploaded)"}
+    metrics = classification_metrics(rng.integers(0, 7, 30), rng.dirichlet(np.ones(7), 30))
+    rows = [{"epoch": e, "train_loss": 1 / e, "val_acc": 0.1 * e, "stage": 1 if e < 3 else 2} for e in (1, 2, 3)]
+    figures = [
+        appdata.per_class_figure({appdata.run_label(run): metrics}, LABELS, ["f1", "recall"]),
+        appdata.history_figure({evil: rows}),
+        appdata.memory_figure({evil: [[0, 1.0], [1, 2.0]]}),
+        appdata.confusion_figure(np.eye(2, dtype=int), [evil, "<i>b"], title=evil),
+        appdata.probability_figure([0.4, 0.6], [evil, "b&c"]),
+    ]
+    for fig in figures:
+        strings = _figure_strings(fig)
+        assert not [s for s in strings if "<a" in s.lower() or "<b>" in s or "<i>" in s], strings
+        assert any("&lt;a href" in s for s in strings)  # the name is there, as text
+    per_class = figures[0]
+    assert per_class.data[0].name.startswith("&lt;a href=") and "%{fullData.name}" in per_class.data[0].hovertemplate
+    assert list(per_class.data[0].x) == LABELS == list(per_class.layout.xaxis.categoryarray)  # plain names unchanged
+    assert appdata.escape_plotly_text("a < b & c > d") == "a &lt; b &amp; c &gt; d"
+
+
+def test_read_json_file_refuses_deep_nesting_and_cleans_lone_surrogates(tmp_path):
+    deep = tmp_path / "deep.card.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)  # json.loads raises RecursionError on this
+    assert appdata.read_json_file(deep) is None
+    too_deep = tmp_path / "nested.card.json"
+    too_deep.write_text("[" * 40 + "]" * 40)  # parses, but deeper than any card: st.json could overflow
+    assert appdata.read_json_file(too_deep) is None
+    (tmp_path / "fine.json").write_text(json.dumps({"a": [[[1]]]}))
+    assert appdata.read_json_file(tmp_path / "fine.json") == {"a": [[[1]]]}
+
+    lone = tmp_path / "lone.card.json"
+    lone.write_text('{"model": "resnet18", "title": "Res\\ud800Net", "\\udfff": ["\\udc80", 1]}')
+    raw = tmp_path / "raw.card.json"  # a surrogate encoded as UTF-8 bytes: json.loads(bytes) lets it through
+    raw.write_bytes(b'{"title": "x\xed\xa0\x80y"}')
+    assert appdata.read_json_file(lone) == {"model": "resnet18", "title": "Res\ufffdNet", "\ufffd": ["\ufffd", 1]}
+    assert appdata.read_json_file(raw) == {"title": "x\ufffdy"}
+    cards, unreadable = appdata.load_model_cards(tmp_path)
+    assert set(cards) == {"lone.card.json", "raw.card.json"} and unreadable == ["deep.card.json", "nested.card.json"]
+    json.dumps(cards, ensure_ascii=False).encode("utf-8")  # what Streamlit does with it: no UnicodeEncodeError
+    appdata.card_rows(cards)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from conftest import run_python
 from PIL import Image
 
-from fer_core.batch import csv_header, predict_paths, read_done
+from fer_core.batch import IMAGE_SUFFIXES, Unreadable, csv_header, iter_image_files, predict_paths, read_done
 from fer_core.predict import Predictor
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
@@ -141,3 +142,166 @@ def test_output_order_is_deterministic(predictor, folder, tmp_path, capsys):
     assert sum(line.startswith("error:") for line in err.splitlines()) == 4  # two garbage files, twice
     assert [json.loads(line)["file"] for line in outs[0].read_text().splitlines()] == files
     assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+# --- the folder walk: no recursion, and what cannot be read is a row, not a crash -----------------
+
+DEPTH = 1100  # past Python's default recursion limit of 1000
+
+
+def _png(path: Path) -> None:
+    Image.fromarray(np.full((48, 48), 120, dtype=np.uint8)).save(path, format="PNG")
+
+
+@pytest.fixture
+def deep_folder(tmp_path):
+    """tmp/deep/d/d/.../d/face.png, DEPTH folders down; removed bottom-up afterwards, since
+    shutil.rmtree (which pytest's tmp_path cleanup uses) recurses once per level on Python 3.11."""
+    root = bottom = tmp_path / "deep"
+    try:
+        root.mkdir()
+        for _ in range(DEPTH):  # one level at a time: Path.mkdir(parents=True) recurses once per level too
+            bottom = bottom / "d"
+            bottom.mkdir()
+        _png(bottom / "face.png")
+        (bottom / "notes.txt").write_text("not an image")
+        yield root, bottom / "face.png"
+    finally:
+        for name in ("face.png", "notes.txt"):
+            (bottom / name).unlink(missing_ok=True)
+        folder = bottom
+        while folder != root:  # the chain of folders; pytest removes `root` and whatever a test put there
+            if folder.exists():
+                folder.rmdir()
+            folder = folder.parent
+
+
+def test_walk_of_a_folder_1100_levels_deep(deep_folder):
+    root, image = deep_folder
+    assert list(iter_image_files([root])) == [image]  # os.walk's recursion died with RecursionError here
+
+
+def test_predict_cli_on_a_folder_1100_levels_deep(deep_folder, weights_dir, tmp_path):
+    root, image = deep_folder
+    (root / "broken.jpg").symlink_to(root / "missing.jpg")
+    out = tmp_path / "faces.csv"
+    args = ["-m", "fer_core", "predict", str(root), "--weights-dir", str(weights_dir), "--models", "resnet18"]
+    r = run_python(*args, "--format", "csv", "-o", str(out), "--no-progress", "--no-detect", "--threads", "1")
+    assert "Traceback" not in r.stderr and "RecursionError" not in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr  # 1: the broken link is an image that failed
+    with open(out, newline="") as fh:
+        header, *rows = list(csv.reader(fh))
+    by_file = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    assert list(by_file) == [str(root / "broken.jpg"), str(image)]
+    assert "broken symbolic link" in by_file[str(root / "broken.jpg")]["error"]
+    assert by_file[str(image)]["error"] == "" and by_file[str(image)]["label"]  # the deep image was read
+
+
+def test_walk_order_is_the_sorted_os_walk_order(tmp_path):
+    for rel in ("b.png", "a.JPG", "z/c.png", "z/y/d.png", "m/e.gif", "m/notes.txt", "m/n/f.tif", "a/g.bmp"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    expected = []
+    for root, dirs, files in os.walk(tmp_path):  # the order the CLI always had
+        dirs.sort()
+        expected += [Path(root) / n for n in sorted(files) if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    assert list(iter_image_files([tmp_path])) == expected and len(expected) == 7
+
+
+def test_walk_reports_what_it_cannot_read(tmp_path, monkeypatch):
+    root = tmp_path / "photos"
+    (root / "locked").mkdir(parents=True)
+    (root / "sub").mkdir()
+    _png(root / "ok.png")
+    _png(root / "locked" / "hidden.png")
+    _png(root / "sub" / "in_sub.png")
+    (root / "broken.jpg").symlink_to(root / "gone.jpg")
+    (root / "loop_a.jpg").symlink_to(root / "loop_b.jpg")
+    (root / "loop_b.jpg").symlink_to(root / "loop_a.jpg")
+    (root / "self.png").symlink_to(root / "self.png")
+    (root / "link.png").symlink_to(root / "ok.png")  # a link to a file is read, as before
+    (root / "linked_dir").symlink_to(root / "sub")  # a link to a folder is not followed, as before
+    (root / "dangling_dir").symlink_to(root / "nowhere")  # no image suffix: skipped like notes.txt
+    os.mkfifo(root / "pipe.jpg")  # opening it would block the run for good
+
+    real_scandir = os.scandir
+
+    def scandir(path):  # we run as root in CI, where chmod 000 does not stop a read
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    got = list(iter_image_files([root, tmp_path / "missing.jpg"]))
+    paths = [str(f) for f in got]
+    assert paths == [
+        str(root / n) for n in ("broken.jpg", "link.png", "loop_a.jpg", "loop_b.jpg", "ok.png", "pipe.jpg", "self.png")
+    ] + [str(root / "locked"), str(root / "sub" / "in_sub.png"), str(tmp_path / "missing.jpg")]
+    errors = {f.path.name: f.message for f in got if isinstance(f, Unreadable)}
+    assert set(errors) == {"broken.jpg", "loop_a.jpg", "loop_b.jpg", "self.png", "pipe.jpg", "locked"}
+    assert "broken symbolic link" in errors["broken.jpg"]
+    assert all("symbolic link loop" in errors[n] for n in ("loop_a.jpg", "loop_b.jpg", "self.png"))
+    assert "not a regular file" in errors["pipe.jpg"]
+    assert "cannot read this folder" in errors["locked"] and "Permission denied" in errors["locked"]
+    assert all(m.startswith(str(root)) for m in errors.values())  # each message names its entry
+
+
+def test_unreadable_entries_become_error_rows(predictor, tmp_path, capsys):
+    root = tmp_path / "photos"
+    root.mkdir()
+    _png(root / "ok.png")
+    (root / "broken.jpg").symlink_to(root / "gone.jpg")
+    out = tmp_path / "faces.jsonl"
+    assert predict_paths([root], output=str(out), progress=False, predictor=predictor, detect=False) == 1
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["file"] for r in rows] == [str(root / "broken.jpg"), str(root / "ok.png")]
+    assert "broken symbolic link" in rows[0]["error"] and len(rows[1]["faces"]) == 1
+    assert "error: " in capsys.readouterr().err
+
+
+# --- CSV cells a spreadsheet would run ------------------------------------------------------------
+
+FORMULA_NAMES = ["=SUM(1+1)*cmd|calc.jpg", "+cmd.jpg", "-x.jpg", "@x.jpg", "\tx.jpg", "\rx.jpg"]
+GARBAGE_FORMULA = "=HYPERLINK(1)-garbage.png"
+
+
+def test_batch_csv_neutralises_formula_names_and_resumes_them(predictor, tmp_path, monkeypatch):
+    from fer_core.csvsafe import FORMULA_PREFIXES
+
+    monkeypatch.chdir(tmp_path)  # `predict .` writes bare names, so a name is the start of its cell
+    for name in FORMULA_NAMES:
+        _png(tmp_path / name)
+    (tmp_path / GARBAGE_FORMULA).write_bytes(b"not an image")
+    out = tmp_path / "out" / "faces.csv"
+    out.parent.mkdir()
+    csv_run = {"fmt": "csv", "output": str(out), "progress": False, "predictor": predictor, "detect": False}
+    assert predict_paths(["."], **csv_run) == 1
+
+    with open(out, newline="") as fh:
+        header, *rows = list(csv.reader(fh))
+    names = sorted([*FORMULA_NAMES, GARBAGE_FORMULA])
+    assert [row[0] for row in rows] == ["'" + n for n in names]  # one row each, every one quoted
+    for row in rows:
+        for cell in row:
+            if cell.startswith(FORMULA_PREFIXES):
+                float(cell)  # only numbers may start like a formula
+    (bad,) = [dict(zip(header, row, strict=True)) for row in rows if "garbage" in row[0]]
+    assert bad["error"].startswith("'" + GARBAGE_FORMULA) and "not an image" in bad["error"]
+    ok = dict(zip(header, rows[0], strict=True))
+    assert 0 <= float(ok["score"]) <= 1 and ok["x"] == "0"  # numbers are written as numbers
+
+    # --resume reads the quoted names back as the files they are: nothing is done twice
+    done, failed = read_done(out, "csv", header)
+    assert done == set(names[:-1]) and failed == 1  # the last file is redone, to be safe
+    assert predict_paths(["."], **csv_run, resume=True) == 1
+    with open(out, newline="") as fh:
+        assert [row[0] for row in list(csv.reader(fh))[1:]] == ["'" + n for n in names]
+
+
+def test_batch_json_keeps_formula_names_as_they_are(predictor, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in FORMULA_NAMES:
+        _png(tmp_path / name)
+    out = tmp_path / "faces.jsonl"
+    assert predict_paths(["."], output=str(out), progress=False, predictor=predictor, detect=False) == 0
+    assert [json.loads(line)["file"] for line in out.read_text().splitlines()] == sorted(FORMULA_NAMES)

@@ -212,11 +212,16 @@ def _mutations():
         ("no models", setter(["models"], []), "non-empty list"),
         ("weights entry null", setter(["weights"], [None]), "each entry of weights"),
         ("weights bytes text", setter(["weights", 0, "bytes"], "big"), "weights[].bytes"),
-        ("history not rows", setter(["history"], {"x": [1]}), "history.x"),
-        ("history value text", setter(["history"], {"x": [{"epoch": 1, "val_acc": "high"}]}), "history.x[].val_acc"),
+        ("history not rows", setter(["history"], {"resnet18": [1]}), "history.resnet18"),
+        ("history of another model", setter(["history"], {"x": []}), "history may only have entries"),
+        (
+            "history value text",
+            setter(["history"], {"resnet18": [{"epoch": 1, "val_acc": "high"}]}),
+            "history.resnet18[].val_acc",
+        ),
         ("selection a number", setter(["selection"], {"resnet18": 3}), "selection.resnet18"),
         ("timing speed text", setter(["timing", "images_per_second"], "fast"), "timing.images_per_second"),
-        ("no images", _empty, "data.n must be at least 1"),
+        ("no images", _empty, "data.n must be an integer from 1"),
     ]
 
 
