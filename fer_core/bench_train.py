@@ -24,6 +24,7 @@ from .atomic import write_json_atomic
 from .data import Split
 from .models import build_model
 from .registry import list_models
+from .schedule import Schedule
 from .train import TrainConfig, _device, cpu_has_native_bf16, make_optimizer, train_one_epoch
 
 FER_TRAIN_IMAGES = 28_709
@@ -43,7 +44,7 @@ def time_epoch(name: str, steps: int = 12, warmup: int = 3, batch_size: int = 64
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+    scheduler = Schedule(optimizer, "plateau", cfg.lr, 1, 1)  # the lr stays put within an epoch
 
     def run(k: int) -> tuple[float, float]:
         part = split.subset(np.arange(k * batch_size))

@@ -196,7 +196,7 @@ def _check_tiff_tiles(im: Image.Image, what: str) -> None:
     if tile_bytes > MAX_TIFF_TILE_BYTES:
         raise InvalidImageError(
             f"{what} is a TIFF of {im.size[0]}x{im.size[1]} pixels stored in {tile_w}x{tile_h} tiles, "
-            f"{tile_bytes / 1e6:.0f} MB each to decode (the limit is {MAX_TIFF_TILE_BYTES / 1e6:.0f} MB); "
+            f"{tile_bytes / 2**20:.0f} MB each to decode (the limit is {MAX_TIFF_TILE_BYTES / 2**20:.0f} MB); "
             "re-save it with ordinary tiles or as PNG"
         )
 

@@ -27,6 +27,7 @@ from fer_core.appdata import (
     subset_ensemble,
     summary_rows,
 )
+from fer_core.results import MAX_RUN_BYTES, MAX_RUN_UPLOADS
 
 st.title("Benchmarks")
 st.caption(f"Evaluation runs read from `{results_dir()}`. Checkpoints were selected on val/; test/ is only reported.")
@@ -34,7 +35,8 @@ st.caption(f"Evaluation runs read from `{results_dir()}`. Checkpoints were selec
 runs = get_runs()
 with st.expander("Add your own run files"):
     user_files = st.file_uploader(
-        "Run files written by `python -m fer_core evaluate` (schema fer_core.run/1)",
+        f"Run files written by `python -m fer_core evaluate` (schema fer_core.run/1): up to {MAX_RUN_UPLOADS} "
+        f"files of at most {MAX_RUN_BYTES // 2**20} MB",
         type=["json"],
         accept_multiple_files=True,
     )

@@ -313,3 +313,56 @@ def test_about_page_with_malformed_model_cards(monkeypatch, weights_dir, tmp_pat
     (card,) = at.json
     assert json.loads(card.value) == {"model": "resnet18", "title": "Res\ufffdNet", "\ufffd": "\ufffd"}
     assert at.dataframe[0].value["model"].tolist() == ["Res\ufffdNet"]
+
+
+def test_benchmarks_uploads_are_bounded_and_parsed_once(app_env, results_dir, monkeypatch):
+    """At most MAX_RUN_UPLOADS files are read, each parsed once however often the page reruns, and
+    every hostile run file gets its own message with the page still whole."""
+    from hostile_corpus import hostile_runs
+
+    import app_state
+    from fer_core.results import MAX_RUN_UPLOADS
+
+    calls = []
+    real = app_state.parse_run
+    monkeypatch.setattr(app_state, "parse_run", lambda raw, name: calls.append(name) or real(raw, name))
+    run = json.loads(next(results_dir.glob("resnet18_*.json")).read_text())
+    files = []
+    for i in range(MAX_RUN_UPLOADS + 1):
+        run["created_utc"] = f"2026-01-0{i + 1}T00:00:00Z"  # different bytes, the same kind of run
+        files.append((f"mine{i}.json", json.dumps(run).encode(), "application/json"))
+    at = start("pages/benchmarks.py")
+    at.file_uploader[0].set_value(files).run()
+    assert not at.exception, at.exception
+    assert len(calls) == MAX_RUN_UPLOADS
+    assert any(f"the dashboard reads the first {MAX_RUN_UPLOADS}" in e.value for e in at.error)
+    assert len(at.dataframe[0].value) == 2 + MAX_RUN_UPLOADS
+    at.toggle[0].set_value(False).run()  # a widget click reruns the page: nothing is parsed again
+    assert not at.exception and len(calls) == MAX_RUN_UPLOADS
+
+    hostile = list(hostile_runs(run).items())
+    for start_at in range(0, len(hostile), MAX_RUN_UPLOADS):
+        chunk = [
+            (f"{name}.json", (raw if isinstance(raw, str) else json.dumps(raw)).encode(), "application/json")
+            for name, raw in hostile[start_at : start_at + MAX_RUN_UPLOADS]
+        ]
+        at.file_uploader[0].set_value(chunk).run()
+        assert not at.exception, at.exception
+        assert len(at.error) == len(chunk)
+        assert len(at.dataframe[0].value) == 2  # none joined
+
+
+def test_bounded_images_through_the_page(app_env):
+    from hostile_corpus import flat_webp, progressive_jpeg, strip_png
+
+    files = [
+        ("scans.jpg", progressive_jpeg(512, extra_scans=500), "image/jpeg", "scans"),
+        ("strip.png", strip_png(1, 50_000), "image/png", "longer than it is wide"),
+        ("big.webp", flat_webp(7000, 7000), "image/webp", "WebP is read up to"),
+    ]
+    at = start()
+    at.file_uploader[0].set_value([f[:3] for f in files]).run()
+    assert not at.exception, at.exception
+    assert len(at.error) == len(files)
+    for err, (name, _, _, words) in zip(at.error, files, strict=True):
+        assert name in err.value and words in err.value, err.value

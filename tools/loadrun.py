@@ -20,6 +20,11 @@ the percentiles. Every second the server's resident memory (VmRSS of its process
 from /proc) is sampled; the run says memory levelled off if the highest sample of the last third
 of the run is within 10 % of the highest of the middle third.
 
+With --hostile H, H more clients upload the hostile corpus instead (tests/hostile_corpus.py: the
+costliest images the app still reads, and ones it must refuse), in a loop, while the others upload
+ordinary photos; the record then says how long the ordinary photos took, which is what one visitor
+could do to the others (compare a run without --hostile).
+
 Writes one JSON file (schema "fer_core.loadrun/1"): latency p50/p95/max, error and leak counts,
 per-client counts, the RSS series and the verdict. Exit status 0 if there were no errors and no
 leaks, else 1. On a small machine the browsers compete with the server for the CPU, so latencies
@@ -79,6 +84,25 @@ class Client:
     first_ms: float | None = None
     errors: list[str] = field(default_factory=list)
     leaks: list[str] = field(default_factory=list)
+    hostile: bool = False  # uploads the hostile corpus; its latencies are not an ordinary photo's
+    refused: int = 0  # hostile uploads the page answered with a message
+
+
+def hostile_uploads() -> list[tuple[str, str, bytes]]:
+    """(name, mime type, bytes) of each hostile upload: the worst the bounds let through, and what they refuse."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from hostile_corpus import flat_webp, progressive_jpeg, strip_png
+
+    from fer_core.imageio import MAX_JPEG_SCANS
+
+    return [
+        ("scans-at-the-bound.jpg", "image/jpeg", progressive_jpeg(7000, extra_scans=MAX_JPEG_SCANS - 6)),
+        ("scans-5000.jpg", "image/jpeg", progressive_jpeg(7000, extra_scans=5000)),
+        ("strip-1x50000.png", "image/png", strip_png(1, 50_000)),
+        ("png-49mp.png", "image/png", strip_png(7000, 7000)),
+        ("webp-25mp.webp", "image/webp", flat_webp(5000, 5000)),
+        ("webp-49mp.webp", "image/webp", flat_webp(7000, 7000)),
+    ]
 
 
 def client_size(cid: int) -> tuple[int, int]:
@@ -249,6 +273,7 @@ async def run_client(browser: Any, url: str, client: Client, deadline: float, mi
     page = await context.new_page()
     page.set_default_timeout(PHOTO_TIMEOUT_MS)
     photo = client_photo(client.cid)
+    corpus = hostile_uploads() if client.hostile else []
     try:
         await page.goto(url)
         await page.wait_for_selector("input[type=file]", state="attached")
@@ -256,8 +281,14 @@ async def run_client(browser: Any, url: str, client: Client, deadline: float, mi
         while time.monotonic() < deadline or n < min_photos:
             name = f"client-{client.cid:02d}-photo-{n:04d}.jpg"
             try:
-                ms = await upload_once(page, photo, name)
-                await check_leaks(page, client)
+                if client.hostile:
+                    kind, mime, raw = corpus[n % len(corpus)]
+                    name = f"client-{client.cid:02d}-photo-{n:04d}-{kind}"
+                    ms, refused = await upload_once(page, raw, name, mime, expect_refusal=True)
+                    client.refused += refused
+                else:
+                    ms, _ = await upload_once(page, photo, name)
+                    await check_leaks(page, client)
             except Exception as exc:  # a timeout or a page error: count it, start the page afresh
                 client.errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
                 await page.goto(url)
@@ -272,22 +303,27 @@ async def run_client(browser: Any, url: str, client: Client, deadline: float, mi
         await context.close()
 
 
-async def upload_once(page: Any, photo: bytes, name: str) -> float:
-    """Clear the previous upload, upload `photo` as `name`, wait for its results; milliseconds."""
+async def upload_once(
+    page: Any, photo: bytes, name: str, mime: str = "image/jpeg", expect_refusal: bool = False
+) -> tuple[float, bool]:
+    """Clear the previous upload, upload `photo` as `name`, wait for its results; milliseconds, and
+    whether the page answered with a message instead (an error unless `expect_refusal`)."""
     delete = page.locator("[data-testid=stFileChipDeleteBtn]")
     while await delete.count():
         await delete.first.click()
         await page.get_by_text("Upload a photo, take one with the camera").wait_for()
     t0 = time.perf_counter()
-    await page.set_input_files("input[type=file]", files=[{"name": name, "mimeType": "image/jpeg", "buffer": photo}])
+    await page.set_input_files("input[type=file]", files=[{"name": name, "mimeType": mime, "buffer": photo}])
     await page.get_by_role("heading", name=name).wait_for()
     alert = page.locator("[data-testid=stAlertContainer]").filter(has_text=name)  # an error or "no face" for it
     done = page.locator("strong", has_text="Ensemble").first
     await done.or_(alert.first).wait_for()
     if await alert.count():
+        if expect_refusal:
+            return (time.perf_counter() - t0) * 1000, True
         raise RuntimeError(f"the page showed: {(await alert.first.inner_text())[:200]}")
     await page.get_by_role("button", name="Download results (JSON)").wait_for()
-    return (time.perf_counter() - t0) * 1000
+    return (time.perf_counter() - t0) * 1000, False
 
 
 async def check_leaks(page: Any, client: Client) -> None:
@@ -324,6 +360,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def summarise(args: argparse.Namespace, url: str, clients: list[Client], series: list, wall_s: float) -> dict:
+    hostile = [c for c in clients if c.hostile]
+    clients = [c for c in clients if not c.hostile]  # the figures below are the ordinary photos'
     latencies = [ms for c in clients for ms in c.latencies_ms]
     firsts = [c.first_ms for c in clients if c.first_ms is not None]
     errors = [e for c in clients for e in c.errors]
@@ -336,6 +374,7 @@ def summarise(args: argparse.Namespace, url: str, clients: list[Client], series:
             "clients": args.clients,
             "seconds": args.seconds,
             "min_photos": args.min_photos,
+            "hostile_clients": args.hostile,
             "url": url,
             "server_started": not args.url,
         },
@@ -356,6 +395,14 @@ def summarise(args: argparse.Namespace, url: str, clients: list[Client], series:
         "error_samples": errors[:10],
         "leaks": len(leaks),
         "leak_samples": leaks[:10],
+        "hostile": {
+            "uploads": sum(len(c.latencies_ms) + (c.first_ms is not None) for c in hostile),
+            "refused": sum(c.refused for c in hostile),
+            "errors": sum(len(c.errors) for c in hostile),
+            "max_ms": round(max((ms for c in hostile for ms in c.latencies_ms), default=0.0), 1) or None,
+        }
+        if hostile
+        else None,
         "per_client": [
             {"client": c.cid, "photos": len(c.latencies_ms) + (c.first_ms is not None), "errors": len(c.errors)}
             for c in clients
@@ -381,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="each client tries at least this many photos, past --seconds if need be",
     )
+    parser.add_argument("--hostile", type=int, default=0, help="this many more clients upload the hostile corpus")
     parser.add_argument("--out", required=True, help="JSON file to write (e.g. results/loadrun.json)")
     parser.add_argument("--url", help="use this running app instead of starting one")
     parser.add_argument("--pid", type=int, help="with --url: the server's process id, to sample its memory")
@@ -402,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             sampler.start()
         cpu0, busy0 = (cpu_seconds(pid) if pid else None), machine_busy_seconds()
         clients = [Client(cid) for cid in range(1, args.clients + 1)]
+        clients += [Client(cid, hostile=True) for cid in range(args.clients + 1, args.clients + args.hostile + 1)]
         t0 = time.monotonic()
         asyncio.run(drive(url, clients, args.seconds, args.min_photos))
         wall = time.monotonic() - t0
