@@ -39,6 +39,18 @@ def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=g) * (hi - lo) + lo
 
 
+def random_crop(x: torch.Tensor, side: int, g: torch.Generator) -> torch.Tensor:
+    """A random side x side window of each image (the views ten-crop reads at test time)."""
+    b, c, h, w = x.shape
+    y0 = torch.randint(0, h - side + 1, (b,), generator=g)
+    x0 = torch.randint(0, w - side + 1, (b,), generator=g)
+    steps = torch.arange(side)
+    rows = (y0[:, None] + steps)[:, None, :, None].expand(b, c, side, w)
+    x = torch.gather(x, 2, rows)
+    cols = (x0[:, None] + steps)[:, None, None, :].expand(b, c, side, side)
+    return torch.gather(x, 3, cols)
+
+
 def augment_batch(x: torch.Tensor, g: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> torch.Tensor:
     """Random affine (rotate, scale, shift, flip), brightness/contrast and erasing, per sample."""
     b, _, h, w = x.shape

@@ -31,6 +31,7 @@ _RECIPE_FLAGS = (
     "weight_decay",
     "label_smoothing",
     "mixup",
+    "crop",
     "schedule",
     "ema",
     "seed",

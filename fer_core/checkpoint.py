@@ -57,10 +57,16 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
     """Rebuild the network from a checkpoint's own description and load its weights (fp32)."""
     from .models import build_model
 
-    model = build_model(ckpt["model"], pretrained=False)
+    model = build_model(ckpt["model"], pretrained=False, crop=architecture(ckpt).get("crop"))
     load_weights(model, ckpt)
     model.eval()
     return model
+
+
+def architecture(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """How the network was built beyond its registry spec: {"crop": side} for a network that reads
+    the centre crop of each face; {} for the shipped weights of before, which read all of it."""
+    return dict(ckpt.get("arch") or {})
 
 
 def slim(ckpt: dict[str, Any], half: bool = False) -> dict[str, Any]:

@@ -29,6 +29,7 @@ def _add_train(sub) -> None:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--mixup", type=float, help="mixup alpha (0 = off)")
+    p.add_argument("--crop", type=int, help="train on random 44x44 crops, serve the centre crop (default: whole face)")
     p.add_argument("--schedule", choices=["onecycle", "cosine", "plateau"], help="lr schedule (default onecycle)")
     p.add_argument("--warmup", type=float, help="share of steps rising to the peak lr (onecycle, cosine)")
     p.add_argument("--plateau-factor", type=float, help="plateau: lr multiplier on a plateau (default 0.75)")

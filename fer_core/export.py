@@ -35,6 +35,7 @@ def onnx_metadata(ckpt: dict[str, Any], checkpoint_sha256: str, parameters: int)
         "model": ckpt["model"],
         "labels": list(ckpt["labels"]),
         "spec": ckpt["spec"],
+        "arch": ckpt.get("arch") or {},
         "input": {"name": "faces", "shape": ["batch", 1, FER_INPUT_SIZE, FER_INPUT_SIZE], "range": [0, 1]},
         "parameters": parameters,
         "epoch": ckpt["epoch"],

@@ -23,16 +23,24 @@ FER_INPUT_SIZE = 48  # the side of every face we feed; specs may ask the network
 
 
 class InputAdapter(nn.Module):
-    """[0, 1] gray input -> normalised, resized to the spec's input size."""
+    """[0, 1] gray input -> normalised, resized to the spec's input size.
 
-    def __init__(self, mean: float, std: float, size: int) -> None:
+    With `crop` (a network trained on random crop x crop views of the 48x48 face, `train --crop`),
+    a 48x48 input is cut to its centre crop first, so every caller still hands the network the
+    whole face; a crop-sized input (the training batches) passes as it is."""
+
+    def __init__(self, mean: float, std: float, size: int, crop: int | None = None) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(float(mean)).view(1, 1, 1, 1))
         self.register_buffer("std", torch.tensor(float(std)).view(1, 1, 1, 1))
         self.size = size
+        self.crop = crop
         self.resize = size != FER_INPUT_SIZE  # decided once, so ONNX export sees no branch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.crop is not None and x.shape[-1] != self.crop:
+            m = (x.shape[-1] - self.crop) // 2
+            x = x[:, :, m : m + self.crop, m : m + self.crop]
         if self.resize:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         return (x - self.mean) / self.std
@@ -50,9 +58,12 @@ class FERNet(nn.Module):
         return self.body(self.adapter(x))
 
 
-def build_model(name: str, pretrained: bool = False) -> FERNet:
-    """Build the registered network `name` (random init unless `pretrained`)."""
-    return get_spec(name).build(pretrained=pretrained)
+def build_model(name: str, pretrained: bool = False, crop: int | None = None) -> FERNet:
+    """Build the registered network `name` (random init unless `pretrained`); `crop`: it reads the
+    centre crop x crop of each 48x48 face (trained on random crops of that side)."""
+    model = get_spec(name).build(pretrained=pretrained)
+    model.adapter.crop = crop  # no parameters: weights of either kind load into either
+    return model
 
 
 def _torchvision_body(spec: ModelSpec, pretrained: bool) -> nn.Module:

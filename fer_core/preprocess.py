@@ -16,7 +16,7 @@ from .labels import NUM_CLASSES
 
 FACE_SIZE = 48  # FER2013's face side; every network is fed this
 TTA_MODES = ("none", "flip", "tencrop")
-TENCROP_SIZE = 44  # crops of 44/48 (0.92 scale), well inside the training scale jitter
+TENCROP_SIZE = 44  # the side of ten-crop's windows and of `train --crop` (FER2013 practice: 44 of 48)
 
 
 def resize_face(gray: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
@@ -43,20 +43,23 @@ def check_tta(mode: str) -> str:
 def tta_views(faces: np.ndarray, mode: str = "none") -> list[np.ndarray]:
     """Views of a batch of faces whose softmax outputs are averaged.
 
-    none: the face; flip: the face and its mirror; tencrop: four corner crops and the centre crop
-    of side 44, each resized back to 48, and their mirrors.
+    none: the face; flip: the face and its mirror; tencrop: the five 44x44 windows of the face
+    (four corners and the centre) and their mirrors. Each view is a whole 48x48 face shifted so
+    that its centre 44x44 window is that crop (edge pixels repeat into the 2-px margin): a network
+    trained on 44-px crops (`train --crop 44`) reads exactly the ten crops, and one trained on
+    whole faces reads the face shifted by 2 px toward each corner.
     """
     check_tta(mode)
     if mode == "none":
         return [faces]
     if mode == "flip":
         return [faces, np.ascontiguousarray(faces[:, :, ::-1])]
-    c, m = TENCROP_SIZE, FACE_SIZE - TENCROP_SIZE
-    offsets = [(0, 0), (0, m), (m, 0), (m, m), (m // 2, m // 2)]
+    half = (FACE_SIZE - TENCROP_SIZE) // 2
+    padded = np.pad(faces, ((0, 0), (half, half), (half, half)), mode="edge")
     views = []
-    for y, x in offsets:
-        crop = np.stack([resize_face(f[y : y + c, x : x + c]) for f in faces])
-        views += [crop, np.ascontiguousarray(crop[:, :, ::-1])]
+    for y, x in ((0, 0), (0, 2 * half), (2 * half, 0), (2 * half, 2 * half), (half, half)):
+        view = np.ascontiguousarray(padded[:, y : y + FACE_SIZE, x : x + FACE_SIZE])
+        views += [view, np.ascontiguousarray(view[:, :, ::-1])]
     return views
 
 
