@@ -85,7 +85,7 @@ class Client:
     errors: list[str] = field(default_factory=list)
     leaks: list[str] = field(default_factory=list)
     hostile: bool = False  # uploads the hostile corpus; its latencies are not an ordinary photo's
-    refused: int = 0  # hostile uploads the page answered with a message
+    refused: int = 0  # hostile uploads answered with a message (refused, or no face) instead of results
 
 
 def hostile_uploads() -> list[tuple[str, str, bytes]]:
