@@ -24,8 +24,9 @@ from .atomic import write_json_atomic
 from .data import Split
 from .models import build_model
 from .registry import list_models
+from .runtime import cpu_has_native_bf16, default_device
 from .schedule import Schedule
-from .train import TrainConfig, _device, cpu_has_native_bf16, make_optimizer, train_one_epoch
+from .train import TrainConfig, make_optimizer, train_one_epoch
 
 FER_TRAIN_IMAGES = 28_709
 BENCH_SCHEMA = "fer_core.bench_train/1"
@@ -35,7 +36,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results" / "bench_train.
 def time_epoch(name: str, steps: int = 12, warmup: int = 3, batch_size: int = 64) -> dict[str, Any]:
     """Seconds per training step of `name` (after `warmup` steps), scaled to a FER2013 epoch."""
     cfg = TrainConfig(model=name, epochs=1, batch_size=batch_size, progress=False).resolved()
-    device = _device(cfg)
+    device = default_device(cfg.device)
     rng = np.random.default_rng(0)
     n = (warmup + steps) * batch_size
     split = Split(rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), rng.integers(0, 7, n), [""] * n)
@@ -70,7 +71,7 @@ def time_epoch(name: str, steps: int = 12, warmup: int = 3, batch_size: int = 64
 
 
 def _precision(cfg: TrainConfig, device: torch.device) -> str:
-    """What `train._autocast` chose, in words."""
+    """What `runtime.autocast` chose, in words."""
     if cfg.precision == "fp32":
         return "fp32"
     if device.type == "cuda":

@@ -32,50 +32,10 @@ from .metrics import classification_metrics
 from .preprocess import predict_proba
 from .registry import get_spec, list_models
 from .results import SCHEMA, training_record, validate_run
-from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, default_threads, load_models, sha256_file, weights_path
+from .runtime import open_weights
+from .serving import DEFAULT_WEIGHTS_DIR, default_threads, load_models, weights_path
 
 ENSEMBLE = "ensemble"
-
-
-class TorchCheckpointModel:
-    """A .pt checkpoint behind the same interface as OnnxModel (imports torch)."""
-
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        import torch
-
-        from .checkpoint import load_checkpoint, model_from_checkpoint
-        from .models import count_parameters
-        from .train import torch_logits_fn
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.path = Path(path)
-        ckpt = load_checkpoint(self.path)
-        self.name = ckpt["model"]
-        self.labels = list(ckpt["labels"])
-        model = model_from_checkpoint(ckpt)
-        self._fn = torch_logits_fn(model, torch.device("cpu"))
-        self.meta = {k: ckpt.get(k) for k in ("best", "selected_on", "history", "epoch", "config", "init")}
-        self.meta["parameters"] = count_parameters(model)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._fn(x)
-
-    def describe(self) -> dict[str, Any]:
-        sha = sha256_file(self.path)
-        return {
-            "model": self.name,
-            "file": self.path.name,
-            "sha256": sha,
-            "bytes": self.path.stat().st_size,
-            "parameters": int(self.meta["parameters"]),
-            "checkpoint_sha256": sha,
-        }
-
-
-def open_weights(path: str | os.PathLike, threads: int | None = None):
-    """One weights file, .pt (torch) or .onnx (ONNX Runtime), as a logits function."""
-    return TorchCheckpointModel(path, threads) if str(path).endswith(".pt") else OnnxModel(path, threads)
 
 
 def open_models(name: str, weights: str | None = None, weights_dir: str | None = None, threads: int | None = None):

@@ -32,6 +32,7 @@ from .labels import EMOTIONS
 from .models import build_model, count_parameters
 from .preprocess import TENCROP_SIZE, predict_proba
 from .registry import get_spec
+from .runtime import autocast, default_device, open_weights, torch_logits_fn
 from .schedule import Schedule
 
 SELECTION_SPLIT = "val"  # the split that chooses checkpoints; test/ is only ever reported
@@ -132,30 +133,11 @@ def _init_distributed(device: torch.device) -> None:
 
 
 def _device(cfg: TrainConfig) -> torch.device:
-    if cfg.device:
-        return torch.device(cfg.device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    return default_device(cfg.device)
 
 
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: without them bf16 is emulated and many times slower than fp32
-    (measured on this project's AVX2-only EPYC: a ResNet18 step went from 0.8 s to minutes)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def _autocast(cfg: TrainConfig | None, device: torch.device):
-    if cfg is None or cfg.precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cpu_has_native_bf16())
+def _autocast(cfg: TrainConfig, device: torch.device):
+    return autocast(cfg.precision, device)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -290,8 +272,6 @@ def teacher_targets(cfg: TrainConfig, train: Split, out: Path) -> tuple[torch.Te
 
     Cached in the run folder, keyed by the teachers' hashes and the images, so `--resume` trains
     on exactly the targets the run started with."""
-    from .evaluate import open_weights
-    from .preprocess import predict_proba
     from .serving import sha256_file
 
     files = [Path(f) for f in cfg.teacher or []]
@@ -318,24 +298,11 @@ def teacher_targets(cfg: TrainConfig, train: Split, out: Path) -> tuple[torch.Te
     return torch.from_numpy(probs), teachers
 
 
-def torch_logits_fn(model: nn.Module, device: torch.device, cfg: TrainConfig | None = None):
-    """Wrap a torch model as the numpy logits function `predict_proba` expects."""
-
-    @torch.no_grad()
-    def fn(x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(x).to(device)
-        if cfg is None or cfg.channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        with _autocast(cfg, device):
-            return model(t).float().cpu().numpy()
-
-    return fn
-
-
-def evaluate(model: nn.Module, split: Split, device: torch.device, cfg: TrainConfig | None = None) -> dict[str, float]:
-    """Accuracy and cross-entropy of a model on a split (single view), through the shared loop."""
+def val_metrics(model: nn.Module, split: Split, device: torch.device, cfg: TrainConfig) -> dict[str, float]:
+    """Accuracy and cross-entropy of a model on a split (single view, the training precision),
+    through the shared inference loop: what the history records each epoch."""
     model.eval()
-    probs = predict_proba(torch_logits_fn(model, device, cfg), split.images, tta="none")
+    probs = predict_proba(torch_logits_fn(model, device, cfg.precision, cfg.channels_last), split.images, tta="none")
     nll = -np.log(np.clip(probs[np.arange(len(split)), split.labels], 1e-12, None)).mean()
     return {"acc": float((probs.argmax(1) == split.labels).mean()), "loss": float(nll)}
 
@@ -481,12 +448,12 @@ def _validate(model, averaged, ema: WeightEMA | None, val: Split, device, cfg: T
     """Val loss and accuracy of the weights that would ship: the EMA's when it is on (the raw
     weights' figures then go beside them as val_loss_raw / val_acc_raw)."""
     t0 = time.perf_counter()
-    raw = evaluate(model, val, device, cfg)
+    raw = val_metrics(model, val, device, cfg)
     row: dict[str, float] = {}
     if ema is not None:
         ema.copy_to(averaged)
         row = {"val_loss_raw": raw["loss"], "val_acc_raw": raw["acc"]}
-        raw = evaluate(averaged, val, device, cfg)
+        raw = val_metrics(averaged, val, device, cfg)
     return {**row, "val_loss": raw["loss"], "val_acc": raw["acc"], "eval_seconds": time.perf_counter() - t0}
 
 

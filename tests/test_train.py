@@ -145,9 +145,9 @@ def test_distillation_teaches_what_the_labels_do_not(tmp_path, monkeypatch, lear
     assert training_stages(ckpt)[0]["distilled_from"] == ckpt["teachers"]
 
     # The targets are cached in the run folder: resuming does not run the teacher again.
-    import fer_core.evaluate
+    import fer_core.train
 
-    monkeypatch.setattr(fer_core.evaluate, "open_weights", lambda *a, **k: pytest.fail("teacher re-run"))
+    monkeypatch.setattr(fer_core.train, "open_weights", lambda *a, **k: pytest.fail("teacher re-run"))
     main(_cfg(tmp_path / "s", distill=1.0, **kw), data=shuffled, resume=True)
 
 
