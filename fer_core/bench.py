@@ -21,13 +21,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .atomic import write_json_atomic
+from .provenance import utc_timestamp
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTO = REPO / "assets" / "astronaut.jpg"
@@ -142,7 +142,7 @@ def bench(
     lat_flip = latency(predictor, raw, runs, tta="flip")  # the app's "read each face with its mirror too"
     return {
         "schema": BENCH_SCHEMA,
-        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": utc_timestamp(),
         "weights_dir": str(weights_dir or DEFAULT_WEIGHTS_DIR),
         "models": predictor.model_names,
         "photo": {"file": Path(photo).name, "width": size[0], "height": size[1], "bytes": len(raw)},

@@ -13,7 +13,6 @@ import argparse
 import os
 import platform
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from .atomic import write_json_atomic
 from .data import Split
 from .models import build_model
+from .provenance import utc_timestamp
 from .registry import list_models
 from .runtime import cpu_has_native_bf16, default_device
 from .schedule import Schedule
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(row)
     record = {
         "schema": BENCH_SCHEMA,
-        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": utc_timestamp(),
         "train_images_per_epoch": FER_TRAIN_IMAGES,
         "models": rows,
         "environment": {

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_json_atomic
+from .provenance import sha256_file
 from .registry import get_spec, list_models
 from .results import load_runs, training_chain, training_record
-from .serving import OnnxModel, sha256_file
+from .serving import OnnxModel
 
 CARD_SCHEMA = "fer_core.card/1"
 

@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +27,7 @@ from .errors import WeightsError
 from .labels import EMOTIONS
 from .metrics import classification_metrics
 from .preprocess import predict_proba
+from .provenance import git_commit, utc_timestamp
 from .registry import get_spec, list_models
 from .results import SCHEMA, training_record, validate_run
 from .runtime import open_weights
@@ -171,7 +169,7 @@ def _run(
         },
         "environment": environment(),
         "git_commit": git_commit(),
-        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": utc_timestamp(),
     }
     return validate_run(run)
 
@@ -205,22 +203,3 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor()
-
-
-def git_commit() -> str | None:
-    """The commit of the checkout this package runs from, '+dirty' if it has uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        if sha.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "fer_core"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None

@@ -23,7 +23,8 @@ from .atomic import atomic_path
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_atomic, slim
 from .errors import WeightsError
 from .models import FER_INPUT_SIZE, count_parameters
-from .serving import META_KEY, ONNX_FORMAT, OnnxModel, sha256_file
+from .provenance import sha256_file
+from .serving import META_KEY, ONNX_FORMAT, OnnxModel
 
 OPSET = 18
 MAX_ABS_DIFF = 1e-4

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .serving import OnnxModel, sha256_file
+from .provenance import sha256_file
+from .serving import OnnxModel
 
 
 def cpu_has_native_bf16() -> bool:

@@ -25,14 +25,6 @@ ONNX_FORMAT = "fer_core.onnx/1"
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def release_freed_memory() -> None:
     """Hand heap memory freed while a session was built back to the OS (glibc only).
 

@@ -272,7 +272,7 @@ def teacher_targets(cfg: TrainConfig, train: Split, out: Path) -> tuple[torch.Te
 
     Cached in the run folder, keyed by the teachers' hashes and the images, so `--resume` trains
     on exactly the targets the run started with."""
-    from .serving import sha256_file
+    from .provenance import sha256_file
 
     files = [Path(f) for f in cfg.teacher or []]
     for f in files:
@@ -513,7 +513,7 @@ def _init_from(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
     """Load the weights of checkpoint `cfg.init` into `model`; returns what the new run records
     of it: the file, its sha256, and the run that made it (recipe, selection, history, its own
     starting point), so a fine-tuned model's card can show every stage and its whole cost."""
-    from .serving import sha256_file
+    from .provenance import sha256_file
 
     if cfg.pretrained:
         raise ValueError("--init and --pretrained both set the starting weights; choose one")

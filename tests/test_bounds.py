@@ -237,7 +237,7 @@ def test_what_validation_accepts_renders(valid_run):
 
 
 def _card(folder: Path, name: str) -> None:
-    from fer_core.serving import sha256_file
+    from fer_core.provenance import sha256_file
 
     onnx = folder / f"{name}.onnx"
     card = {"files": {"onnx": {"file": onnx.name, "sha256": sha256_file(onnx), "bytes": onnx.stat().st_size}}}

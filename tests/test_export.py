@@ -16,8 +16,9 @@ from fer_core.errors import WeightsError
 from fer_core.export import MAX_ABS_DIFF, check_onnx_matches, export_model, export_onnx
 from fer_core.labels import EMOTIONS
 from fer_core.preprocess import softmax, to_model_input
+from fer_core.provenance import sha256_file
 from fer_core.registry import get_spec, list_models
-from fer_core.serving import META_KEY, ONNX_FORMAT, OnnxModel, sha256_file
+from fer_core.serving import META_KEY, ONNX_FORMAT, OnnxModel
 
 
 @pytest.fixture(scope="module")

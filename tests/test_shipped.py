@@ -15,8 +15,9 @@ from conftest import REPO
 
 from fer_core import EMOTIONS
 from fer_core.cards import CARD_SCHEMA, build_card
+from fer_core.provenance import sha256_file
 from fer_core.results import load_runs
-from fer_core.serving import OnnxModel, sha256_file
+from fer_core.serving import OnnxModel
 
 WEIGHTS = REPO / "weights"
 RESULTS = REPO / "results"

@@ -14,9 +14,9 @@ from fer_core.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, 
 from fer_core.data import FERData, Split
 from fer_core.errors import WeightsError
 from fer_core.labels import EMOTIONS
+from fer_core.provenance import sha256_file
 from fer_core.registry import list_models
 from fer_core.results import training_record
-from fer_core.serving import sha256_file
 from fer_core.train import TrainConfig, main, training_loss
 
 

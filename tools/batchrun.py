@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from fer_core.atomic import write_json_atomic  # noqa: E402
-from fer_core.evaluate import git_commit  # noqa: E402
+from fer_core.provenance import git_commit, utc_timestamp  # noqa: E402
 from tools.loadrun import RssSampler, levelled  # noqa: E402
 
 PHOTO = REPO / "assets" / "astronaut.jpg"
@@ -249,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         predict_s = sum(leg["wall_s"] for leg in legs)
         record = {
             "schema": "fer_core.batchrun/1",
-            "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_utc": utc_timestamp(),
             "command": " ".join(["python", "-m", "fer_core", "predict", "CORPUS", "--format", "csv", "-o", "OUT"]),
             "weights_dir": args.weights_dir or "weights",
             "git_commit": git_commit(),

@@ -49,7 +49,6 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as `python tools/loadrun.py`: fer_core is beside tools/
 
 from fer_core.atomic import write_json_atomic  # noqa: E402
-from fer_core.evaluate import git_commit  # noqa: E402
+from fer_core.provenance import git_commit, utc_timestamp  # noqa: E402
 
 PHOTO = REPO / "assets" / "astronaut.jpg"
 CHROMIUM = "/usr/bin/chromium"
@@ -369,7 +368,7 @@ def summarise(args: argparse.Namespace, url: str, clients: list[Client], series:
     rss = [mb for _, mb in series]
     return {
         "schema": "fer_core.loadrun/1",
-        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": utc_timestamp(),
         "config": {
             "clients": args.clients,
             "seconds": args.seconds,
