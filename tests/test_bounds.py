@@ -272,3 +272,23 @@ def test_the_shipped_weights_match_their_cards():
     for name, model in models.items():
         card = json.loads((REPO / "weights" / f"{name}.card.json").read_text())
         assert model.sha256 == card["files"]["onnx"]["sha256"]
+
+
+def test_the_hostile_images_through_the_batch_cli(weights_dir, tmp_path):
+    """Each bounded class is an error row of the batch CLI, with its reason, and the run completes."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "scans.jpg").write_bytes(progressive_jpeg(1024, extra_scans=500))
+    (folder / "strip.png").write_bytes(strip_png(1, 50_000))
+    (folder / "big.webp").write_bytes(flat_webp(7000, 7000))
+    (folder / "tiles.tif").write_bytes(tiled_tiff(64, 64, 46336))
+    out = tmp_path / "out.json"
+    t0 = time.perf_counter()
+    r = run_python("-m", "fer_core", "predict", str(folder), "--weights-dir", str(weights_dir), "-o", str(out))
+    assert time.perf_counter() - t0 < 60, r.stderr
+    assert "Traceback" not in r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]  # JSON lines
+    assert len(rows) == 4, rows
+    text = json.dumps(rows)
+    for words in ("scans", "longer than it is wide", "WebP is read up to", "tiles"):
+        assert words in text, (words, text[:2000])
