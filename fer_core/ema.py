@@ -51,10 +51,11 @@ class WeightEMA:
         model.load_state_dict(self.shadow)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "updates": self.updates, "shadow": {k: v.cpu() for k, v in self.shadow.items()}}
+        """Decay and step count; the average itself is saved once, as the checkpoint's weights."""
+        return {"decay": self.decay, "updates": self.updates}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, shadow: dict[str, torch.Tensor]) -> None:
         self.decay = float(state["decay"])
         self.updates = int(state["updates"])
-        for key, value in state["shadow"].items():
+        for key, value in shadow.items():
             self.shadow[key].copy_(value)

@@ -33,10 +33,9 @@ from .models import build_model, count_parameters
 from .preprocess import TENCROP_SIZE, predict_proba
 from .registry import get_spec
 from .runtime import autocast, default_device, open_weights, torch_logits_fn
-from .schedule import Schedule
+from .schedule import SCHEDULES, Schedule
 
 SELECTION_SPLIT = "val"  # the split that chooses checkpoints; test/ is only ever reported
-SCHEDULES = ("onecycle", "cosine", "plateau")
 
 
 @dataclass
@@ -132,14 +131,6 @@ def _init_distributed(device: torch.device) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def _device(cfg: TrainConfig) -> torch.device:
-    return default_device(cfg.device)
-
-
-def _autocast(cfg: TrainConfig, device: torch.device):
-    return autocast(cfg.precision, device)
-
-
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # No weight decay on norms and biases: it only shrinks their scale, which BN undoes.
     decay, no_decay = [], []
@@ -215,7 +206,7 @@ def train_one_epoch(
         x, target, y = x.to(device), target.to(device), y.to(device)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(cfg, device):
+        with autocast(cfg.precision, device):
             logits = model(x)
         loss = training_loss(logits.float(), target, cfg, teacher.to(device) if teacher is not None else None)
         optimizer.zero_grad(set_to_none=True)
@@ -345,7 +336,7 @@ def main(
     cfg = cfg.resolved()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _device(cfg)
+    device = default_device(cfg.device)
     _init_distributed(device)
     rank, world = _dist_info()
     spec = get_spec(cfg.model)
@@ -390,8 +381,8 @@ def main(
         scheduler.load_state_dict(resume["scheduler"])
         if scaler is not None and resume.get("scaler"):
             scaler.load_state_dict(resume["scaler"])
-        if ema is not None:
-            ema.load_state_dict(resume["ema"])
+        if ema is not None:  # the average is the checkpoint's served weights
+            ema.load_state_dict(resume["ema"], resume["state_dict"])
         history, best, start_epoch = resume["history"], resume["best"], resume["epoch"]
         torch.set_rng_state(resume["rng"]["torch"])
         if rank == 0:

@@ -232,6 +232,7 @@ def test_ema_and_plateau_runs_resume_exactly_and_ship_the_average(tmp_path):
         for name, value in a[key].items():
             assert torch.equal(value, b[key][name]), (key, name)
     assert a["ema"]["updates"] == b["ema"]["updates"] == 3 * (48 // 16)
+    assert set(a["ema"]) == {"decay", "updates"}  # the average itself is stored once, as state_dict
     assert a["scheduler"] == b["scheduler"] and a["scheduler"]["kind"] == "plateau"
     rows = a["history"]
     assert all("val_acc_raw" in r and "val_acc" in r for r in rows)
