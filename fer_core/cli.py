@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from .errors import DataLayoutError, InvalidImageError, WeightsError
 from .registry import list_models
+from .schedule import SCHEDULES
 
 
 def _add_train(sub) -> None:
@@ -30,7 +31,7 @@ def _add_train(sub) -> None:
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--mixup", type=float, help="mixup alpha (0 = off)")
     p.add_argument("--crop", type=int, help="train on random 44x44 crops, serve the centre crop (default: whole face)")
-    p.add_argument("--schedule", choices=["onecycle", "cosine", "plateau"], help="lr schedule (default onecycle)")
+    p.add_argument("--schedule", choices=SCHEDULES, help="lr schedule (default onecycle)")
     p.add_argument("--warmup", type=float, help="share of steps rising to the peak lr (onecycle, cosine)")
     p.add_argument("--plateau-factor", type=float, help="plateau: lr multiplier on a plateau (default 0.75)")
     p.add_argument("--plateau-patience", type=int, help="plateau: epochs without a better val accuracy (default 5)")

@@ -190,8 +190,8 @@ def _check_tiff_tiles(im: Image.Image, what: str) -> None:
     if not (isinstance(tile_w, int) and isinstance(tile_h, int)):
         return  # a striped TIFF: libtiff clamps a strip to the image's own rows
     bands = max(1, len(im.getbands()))
-    bits = tags.get(258, (8,))  # BitsPerSample
-    depth = max(1, max(bits) if isinstance(bits, tuple) and bits else int(bits) if isinstance(bits, int) else 8)
+    bits = tags.get(258) or (8,)  # BitsPerSample: one per band
+    depth = max(1, max(bits) if isinstance(bits, tuple) else int(bits))
     tile_bytes = tile_w * tile_h * bands * depth / 8
     if tile_bytes > MAX_TIFF_TILE_BYTES:
         raise InvalidImageError(

@@ -29,12 +29,12 @@ class InputAdapter(nn.Module):
     a 48x48 input is cut to its centre crop first, so every caller still hands the network the
     whole face; a crop-sized input (the training batches) passes as it is."""
 
-    def __init__(self, mean: float, std: float, size: int, crop: int | None = None) -> None:
+    def __init__(self, mean: float, std: float, size: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(float(mean)).view(1, 1, 1, 1))
         self.register_buffer("std", torch.tensor(float(std)).view(1, 1, 1, 1))
         self.size = size
-        self.crop = crop
+        self.crop: int | None = None  # set by build_model, as the checkpoint's architecture says
         self.resize = size != FER_INPUT_SIZE  # decided once, so ONNX export sees no branch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

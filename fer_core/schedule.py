@@ -9,8 +9,12 @@ Every variant keeps its whole state in `state_dict()`, so `--resume` continues i
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+SCHEDULES = ("onecycle", "cosine", "plateau")  # read by the CLI too, which must not import torch
 
 
 class Schedule:
@@ -25,6 +29,8 @@ class Schedule:
         factor: float = 0.75,
         patience: int = 5,
     ) -> None:
+        import torch
+
         self.kind = kind
         total = epochs * steps_per_epoch
         groups = len(optimizer.param_groups)
@@ -59,7 +65,7 @@ class Schedule:
                 optimizer, mode="max", factor=factor, patience=patience
             )
         else:
-            raise ValueError(f"unknown schedule {kind!r}; choose onecycle, cosine or plateau")
+            raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
 
     def step_batch(self) -> None:
         if self.per_batch is not None:
