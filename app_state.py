@@ -14,11 +14,11 @@ from typing import Any
 
 import streamlit as st
 
-from fer_core.appdata import escape_markdown
 from fer_core.errors import WeightsError
 from fer_core.predict import Predictor
 from fer_core.results import MAX_RUN_UPLOADS, RunSchemaError, load_runs, parse_run
 from fer_core.serving import DEFAULT_WEIGHTS_DIR
+from ui.text import escape_markdown
 
 REPO = Path(__file__).resolve().parent
 ASSETS = REPO / "assets"

@@ -8,31 +8,11 @@ Every random draw comes from the generator passed in, so an epoch is reproducibl
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    rotate_deg: float = 10.0  # faces in FER2013 are roughly upright; +-10 deg covers head tilt
-    scale: tuple[float, float] = (0.9, 1.1)  # zoom jitter around FER's loose face framing
-    translate: float = 0.08  # shift as a fraction of the side (FER crops are not centred exactly)
-    flip: float = 0.5  # expressions are mirror-symmetric
-    brightness: float = 0.1  # additive, in [0, 1] pixel units: web photos vary in exposure
-    contrast: float = 0.2  # multiplicative around the image mean
-    erase_p: float = 0.25  # random erasing: occlusions by hands, hair, glasses
-    erase_area: tuple[float, float] = (0.02, 0.2)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types (lists, not tuples), as stored in checkpoint configs."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+from .config import AugmentConfig
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:

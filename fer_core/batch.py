@@ -30,16 +30,14 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from . import csvsafe
 from .errors import InvalidImageError
-from .imageio import MAX_BYTES
-from .labels import EMOTIONS
-from .predict import Predictor
+from .imageio import IMAGE_SUFFIXES, MAX_BYTES
+from .predict import FacePrediction, Predictor, csv_header, csv_rows
 from .preprocess import check_tta
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 # File names on Linux are bytes, not always UTF-8: surrogateescape writes such a name's bytes as
 # they are and reads them back to the same str, so --resume still recognises the file.
 ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
@@ -127,13 +125,6 @@ def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Unre
             yield p
 
 
-def csv_header(models: list[str]) -> list[str]:
-    cols = ["file", "face", "x", "y", "w", "h", "label", "score", "agree"]
-    for m in models:
-        cols += [f"{m}_label", f"{m}_score"]
-    return cols + [f"p_{e}" for e in EMOTIONS] + ["error"]
-
-
 def read_done(output: str | os.PathLike, fmt: str, header: list[str]) -> tuple[set[str], int]:
     """The files an earlier run already wrote to `output`, and how many of them failed.
 
@@ -201,98 +192,127 @@ def read_done(output: str | os.PathLike, fmt: str, header: list[str]) -> tuple[s
     return done, len(failed)
 
 
-def predict_paths(
-    paths: Iterable[str | os.PathLike],
-    detect: bool = True,
-    region: str = "centre",
-    fmt: str = "json",
-    weights_dir: str | None = None,
-    models: list[str] | None = None,
-    output: str | None = None,
-    threads: int | None = None,
-    progress: bool = True,
-    predictor: Predictor | None = None,
-    resume: bool = False,
-    small_faces: bool = False,
-    tta: str = "none",
-) -> int:
-    """Write every image's faces to `output` (or stdout); 1 if any image failed, else 0.
-    `tta="flip"` reads each face and its mirror (JSON lines record it as "tta")."""
-    if resume and not output:
-        raise ValueError("--resume needs the output file of the earlier run (-o FILE)")
-    check_tta(tta)  # here, else every image would fail with the same error
-    predictor = predictor or Predictor.load(weights_dir, models, threads)
-    names = predictor.model_names
-    header = csv_header(names)
-    done: set[str] = set()
-    errors = 0
-    if resume and output and Path(output).is_file():
-        done, errors = read_done(output, fmt, header)
-        print(f"resuming {output}: {len(done)} files already done ({errors} failed)", file=sys.stderr)
-    append = bool(resume and output and Path(output).is_file() and Path(output).stat().st_size > 0)
-    out: IO[str] = open(output, "a" if append else "w", newline="", **ENCODING) if output else sys.stdout
-    paths = list(paths)  # the arguments, walked twice below
-    files = iter_image_files(paths)
-    bar = None
-    if progress:
-        from tqdm import tqdm
+@dataclass(frozen=True)
+class BatchOptions:
+    """How `predict_paths` reads each image and where it writes the rows: the predict CLI's options.
+    Checked when made, so a bad combination fails before any model is loaded or any file is read."""
 
-        # A first walk only counts (one int, nothing kept), so the bar shows a total and an ETA.
-        total = sum(1 for _ in iter_image_files(paths))
-        bar = tqdm(files, total=total, unit="image", file=sys.stderr, mininterval=1.0)
-        files = bar
+    detect: bool = True  # find the faces; False: each image is one face
+    region: str = "centre"  # with detect=False: the image's centred square, or "whole" (padded to a square)
+    small_faces: bool = False  # also find faces down to ~2 % of the longer side (slower)
+    tta: str = "none"  # "flip": each face averaged with its mirror (JSON lines record it as "tta")
+    fmt: str = "json"  # "json": one object per image and line; "csv": one row per face
+    output: str | None = None  # the file to write; None: standard output
+    resume: bool = False  # skip the files already in `output` (a killed run) and append the rest
+    progress: bool = True  # a progress bar with a total on stderr (costs a first, counting walk)
+
+    def __post_init__(self) -> None:
+        if self.resume and not self.output:
+            raise ValueError("--resume needs the output file of the earlier run (-o FILE)")
+        check_tta(self.tta)  # here, else every image would fail with the same error
+
+
+def predict_paths(paths: Iterable[str | os.PathLike], predictor: Predictor, options: BatchOptions | None = None) -> int:
+    """Write every image's faces to `options.output` (or stdout); 1 if any image failed (including
+    failures an earlier run recorded, with `options.resume`), else 0."""
+    options = options or BatchOptions()
+    header = csv_header(predictor.model_names)
+    done, errors, append = _resume_point(options, header)
+    rows = _Rows(options, header, predictor.model_names, append)
+    files, bar = _files(list(paths), options.progress)
     n_faces = 0
-    writer = csvsafe.writer(out) if fmt == "csv" else None
-    if writer and not append:
-        writer.writerow(header)
     try:
         for f in files:
             if str(f) in done:
                 continue
-            message = None
-            if isinstance(f, Unreadable):  # from the walk: a folder we may not list, a broken link, a FIFO, ...
-                message = f.message
-            else:
-                try:
-                    if f.is_file() and f.stat().st_size > MAX_BYTES:
-                        raise InvalidImageError(f"{f}: over the {MAX_BYTES / 1e6:.0f} MB limit")
-                    faces = predictor.predict(f, detect=detect, small_faces=small_faces, region=region, tta=tta)
-                except Exception as exc:  # InvalidImageError, OSError, or a bug: one image never stops the run
-                    known = isinstance(exc, (InvalidImageError, OSError))
-                    message = str(exc) if known else f"{type(exc).__name__}: {exc}"
+            faces, message = _read(predictor, f, options)
             if message is not None:
                 errors += 1
                 print(f"error: {f}: {message}", file=sys.stderr)
-                if writer:
-                    writer.writerow([str(f)] + [""] * (len(header) - 2) + [message])
-                else:
-                    out.write(json.dumps({"file": str(f), "error": message}) + "\n")
-                out.flush()
+                rows.error(f, message)
                 continue
             n_faces += len(faces)
-            if writer:
-                rows = [[str(f)] + [""] * (len(header) - 1)] if not faces else []  # a row even without faces
-                for i, face in enumerate(faces, start=1):  # numbered as in the app: face 1 is box 1
-                    b = face.box
-                    row = [str(f), i, b.x, b.y, b.w, b.h, face.label, f"{face.score:.4f}", face.agree]
-                    for m in names:
-                        label, score = face.top(m)
-                        row += [label, f"{score:.4f}"]
-                    rows.append(row + [f"{p:.4f}" for p in face.ensemble] + [""])
-                chunk = io.StringIO(newline="")
-                csvsafe.writer(chunk).writerows(rows)
-                out.write(chunk.getvalue())  # an image's rows in one write: a kill tears at most its last line
-            else:
-                faces_out = [{"face": i, **face.to_dict()} for i, face in enumerate(faces, start=1)]
-                out.write(json.dumps({"file": str(f), "tta": tta, "faces": faces_out}) + "\n")
-            out.flush()
+            rows.faces(f, faces)
             if bar is not None:
                 bar.set_postfix(faces=n_faces, errors=errors, refresh=False)
     finally:
         if bar is not None:
             bar.close()
-        if output:
-            out.close()
-        else:
-            out.flush()
+        rows.close()
     return 1 if errors else 0
+
+
+def _resume_point(options: BatchOptions, header: list[str]) -> tuple[set[str], int, bool]:
+    """With `options.resume`: the files an earlier run finished, how many of them failed, and whether
+    to append to its output (cut back to its last complete image). Else nothing done, a new file."""
+    output = options.output
+    if not (options.resume and output and Path(output).is_file()):
+        return set(), 0, False
+    done, errors = read_done(output, options.fmt, header)
+    print(f"resuming {output}: {len(done)} files already done ({errors} failed)", file=sys.stderr)
+    return done, errors, Path(output).stat().st_size > 0
+
+
+def _files(paths: list[str | os.PathLike], progress: bool) -> tuple[Iterable[Path | Unreadable], Any]:
+    """The walk over `paths`, and with `progress` the tqdm bar it is wrapped in (else None)."""
+    files = iter_image_files(paths)
+    if not progress:
+        return files, None
+    from tqdm import tqdm
+
+    # A first walk only counts (one int, nothing kept), so the bar shows a total and an ETA.
+    total = sum(1 for _ in iter_image_files(paths))
+    bar = tqdm(files, total=total, unit="image", file=sys.stderr, mininterval=1.0)
+    return bar, bar
+
+
+def _read(predictor: Predictor, f: Path | Unreadable, options: BatchOptions) -> tuple[list[FacePrediction], str | None]:
+    """The faces in one file, or why there are none to be had: (faces, None) or ([], message)."""
+    if isinstance(f, Unreadable):  # from the walk: a folder we may not list, a broken link, a FIFO, ...
+        return [], f.message
+    try:
+        if f.is_file() and f.stat().st_size > MAX_BYTES:
+            raise InvalidImageError(f"{f}: over the {MAX_BYTES / 1e6:.0f} MB limit")
+        o = options
+        faces = predictor.predict(f, detect=o.detect, small_faces=o.small_faces, region=o.region, tta=o.tta)
+        return faces, None
+    except Exception as exc:  # InvalidImageError, OSError, or a bug: one image never stops the run
+        known = isinstance(exc, (InvalidImageError, OSError))
+        return [], str(exc) if known else f"{type(exc).__name__}: {exc}"
+
+
+class _Rows:
+    """The output (a file, or stdout) in either format: each image's rows written at once and flushed,
+    so a killed run tears at most its last line."""
+
+    def __init__(self, options: BatchOptions, header: list[str], models: list[str], append: bool) -> None:
+        self.output, self.tta, self.header, self.models = options.output, options.tta, header, models
+        self.csv = options.fmt == "csv"
+        mode = "a" if append else "w"
+        self.out: IO[str] = open(self.output, mode, newline="", **ENCODING) if self.output else sys.stdout
+        if self.csv and not append:
+            csvsafe.writer(self.out).writerow(header)
+
+    def error(self, f: Path | Unreadable, message: str) -> None:
+        if self.csv:
+            csvsafe.writer(self.out).writerow([str(f)] + [""] * (len(self.header) - 2) + [message])
+        else:
+            self.out.write(json.dumps({"file": str(f), "error": message}) + "\n")
+        self.out.flush()
+
+    def faces(self, f: Path, faces: list[FacePrediction]) -> None:
+        if self.csv:
+            rows = csv_rows(str(f), faces, self.models)
+            chunk = io.StringIO(newline="")
+            csvsafe.writer(chunk).writerows(rows)
+            self.out.write(chunk.getvalue())  # an image's rows in one write: a kill tears at most its last line
+        else:
+            faces_out = [{"face": i, **face.to_dict()} for i, face in enumerate(faces, start=1)]
+            self.out.write(json.dumps({"file": str(f), "tta": self.tta, "faces": faces_out}) + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.output:
+            self.out.close()
+        else:
+            self.out.flush()

@@ -1,7 +1,7 @@
 """How fast the app answers: cold start, per-photo latency and memory, written to results/bench_app.json.
 
-    python -m fer_core.bench                               # weights/ and assets/astronaut.jpg
-    python -m fer_core.bench --weights-dir /tmp/w --out /tmp/bench.json --runs 30
+    python -m fer_core bench                               # weights/ and assets/astronaut.jpg
+    python -m fer_core bench --weights-dir /tmp/w --out /tmp/bench.json --runs 30
 
 Cold start is measured in a fresh interpreter (importing fer_core and loading every model until
 the Predictor is ready), since this process has imported everything already. Latency is
@@ -13,20 +13,17 @@ resident set with the models loaded. The Benchmarks page shows the file.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .atomic import write_json_atomic
 from .provenance import utc_timestamp
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,27 +156,13 @@ def bench(
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fer_core.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
-    p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON file to write (default: results/bench_app.json)")
-    p.add_argument("--photo", default=str(DEFAULT_PHOTO), help="photo to time (default: assets/astronaut.jpg)")
-    p.add_argument("--runs", type=int, default=30, help="timed calls of analyze() after the warm-up")
-    p.add_argument("--side", type=int, default=PHOTO_SIDE, help="resize the photo to this longer side (0: as it is)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime threads per model (default: up to 2)")
-    args = p.parse_args(argv)
-    record = bench(args.weights_dir, args.photo, args.runs, args.threads, args.side or None)
-    out = write_json_atomic(args.out, record, indent=2)  # a killed run never leaves half a file for the app
+def summary(record: dict[str, Any]) -> str:
+    """A bench_app.json record in one line: what the CLI prints."""
     lat, cold = record["latency"], record["cold_start"]
-    print(
+    return (
         f"{', '.join(record['models'])}: ready in {cold['ready_s']:.2f} s "
         f"(import {cold['import_s']:.2f} s + load {cold['load_s']:.2f} s); "
         f"analyze {lat['median_ms']:.1f} ms median, {lat['p95_ms']:.1f} ms p95 over {lat['runs']} runs "
         f"({lat['faces']} face(s)); with the mirror (TTA flip) {record['latency_flip']['median_ms']:.1f} ms median; "
-        f"RSS {record['memory']['rss_mb']:.0f} MB -> {out}"
+        f"RSS {record['memory']['rss_mb']:.0f} MB"
     )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

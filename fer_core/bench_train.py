@@ -1,6 +1,6 @@
 """How long a training epoch takes per model on this machine, written to results/bench_train.json.
 
-    python -m fer_core.bench_train [--model NAME ...] [--steps 12] [--out results/bench_train.json]
+    python -m fer_core bench-train [--model NAME ...] [--steps 12] [--out results/bench_train.json]
 
 Runs the real training step (`train_one_epoch`: augmentation, autocast, backward, optimizer,
 scheduler) on synthetic batches of the configured size and scales the measured step time to
@@ -9,21 +9,18 @@ one FER2013 epoch (28,709 training images). Used to plan how many epochs fit a C
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .atomic import write_json_atomic
 from .data import Split
 from .models import build_model
 from .provenance import utc_timestamp
-from .registry import list_models
 from .runtime import cpu_has_native_bf16, default_device
 from .schedule import Schedule
 from .train import TrainConfig, make_optimizer, train_one_epoch
@@ -79,19 +76,14 @@ def _precision(cfg: TrainConfig, device: torch.device) -> str:
     return "bf16 autocast" if cpu_has_native_bf16() else "fp32"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fer_core.bench_train", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", nargs="*", default=None, help="default: every registered model")
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out", default=str(DEFAULT_OUT))
-    args = parser.parse_args(argv)
+def time_models(names: Iterable[str], steps: int = 12, batch_size: int = 64) -> dict[str, Any]:
+    """`time_epoch` of each model (a line printed as each is timed), as the bench_train.json record."""
     rows = []
-    for name in args.model or list_models():
-        row = time_epoch(name, args.steps, batch_size=args.batch_size)
+    for name in names:
+        row = time_epoch(name, steps, batch_size=batch_size)
         print(f"{name}: {row['seconds_per_step'] * 1000:.0f} ms/step -> {row['minutes_per_epoch']:.2f} min/epoch")
         rows.append(row)
-    record = {
+    return {
         "schema": BENCH_SCHEMA,
         "created_utc": utc_timestamp(),
         "train_images_per_epoch": FER_TRAIN_IMAGES,
@@ -103,10 +95,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             "native_bf16": cpu_has_native_bf16(),
         },
     }
-    out = write_json_atomic(args.out, record, indent=1)
-    print(f"-> {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_json_atomic
+from .config import recipe_flags
+from .jsonfile import plain_json, read_json_file
 from .provenance import sha256_file
 from .registry import get_spec, list_models
 from .results import load_runs, training_chain, training_record
@@ -23,20 +25,7 @@ from .serving import OnnxModel
 
 CARD_SCHEMA = "fer_core.card/1"
 
-# Flags of `python -m fer_core train` that fix the recipe, in the order a command shows them.
-_RECIPE_FLAGS = (
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "label_smoothing",
-    "mixup",
-    "crop",
-    "schedule",
-    "ema",
-    "seed",
-)
+_RECIPE_FLAGS = recipe_flags()  # the TrainConfig fields that fix a recipe, in command order
 
 
 def train_command(config: dict[str, Any]) -> str:
@@ -182,3 +171,23 @@ def write_card(
 
 def shipped_models(weights_dir: str | os.PathLike = "weights") -> list[str]:
     return [m for m in list_models() if (Path(weights_dir) / f"{m}.onnx").is_file()]
+
+
+def load_model_cards(weights_dir: str | os.PathLike) -> tuple[dict[str, Any], list[str]]:
+    """Every `*.card.json` in the weights folder, by file name, and the names of those that could
+    not be read (`read_json_file` gave None), so the About page can say so. A file name that is not
+    UTF-8 (Linux names are bytes) has its undecodable bytes shown as U+FFFD."""
+    cards, unreadable = {}, []
+    for f in sorted(Path(weights_dir).glob("*.card.json")):
+        card = read_json_file(f)
+        name = plain_json(f.name)
+        if card is None:
+            unreadable.append(name)
+        else:
+            cards[name] = card
+    return cards, unreadable
+
+
+def read_model_cards(weights_dir: str | os.PathLike) -> dict[str, Any]:
+    """Every readable `*.card.json` in the weights folder, by file name (`load_model_cards`)."""
+    return load_model_cards(weights_dir)[0]

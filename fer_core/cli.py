@@ -5,7 +5,13 @@ python -m fer_core evaluate --model resnet18|ensemble|all [--split val|test] [--
 python -m fer_core export   [--model NAME ...] [--runs runs] [--weights weights]
 python -m fer_core predict  PHOTO_OR_FOLDER ... [--no-detect] [--tta none|flip] [--format json|csv] [-o FILE [--resume]]
 python -m fer_core card     [--model NAME ...]   # weights/NAME.card.json from weights and results
+python -m fer_core report   [--results results] [--write README.md]   # the README's tables from results/
+python -m fer_core bench    [--weights-dir DIR] [--runs N] [--out FILE]   # app speed -> results/bench_app.json
+python -m fer_core bench-train [--model NAME ...] [--steps N]   # min/epoch per model -> results/bench_train.json
+python -m fer_core data-stats  [--data PATH]   # split sizes, class counts, pixel mean/std
 python -m fer_core models   # the registry
+
+Every command a user runs is here; tools/ holds only developer scripts (screenshots, load and batch runs).
 """
 
 from __future__ import annotations
@@ -14,52 +20,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .data import SPLITS
 from .errors import DataLayoutError, InvalidImageError, WeightsError
+from .preprocess import ONE_FACE_REGIONS, TTA_MODES
 from .registry import list_models
-from .schedule import SCHEDULES
 
 
 def _add_train(sub) -> None:
+    from .config import add_train_flags
+
     p = sub.add_parser("train", help="train a model (select on val/, never on test/)")
-    p.add_argument("--model", required=True, choices=list_models())
-    p.add_argument("--data", help="data folder or fer2013.csv (default: $FER_DATA or data/fer2013)")
-    p.add_argument("--epochs", type=int, help="schedule length (default: the registry recipe)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate (default: the registry recipe)")
-    p.add_argument("--optimizer", choices=["sgd", "adamw"])
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--mixup", type=float, help="mixup alpha (0 = off)")
-    p.add_argument("--crop", type=int, help="train on random 44x44 crops, serve the centre crop (default: whole face)")
-    p.add_argument("--schedule", choices=SCHEDULES, help="lr schedule (default onecycle)")
-    p.add_argument("--warmup", type=float, help="share of steps rising to the peak lr (onecycle, cosine)")
-    p.add_argument("--plateau-factor", type=float, help="plateau: lr multiplier on a plateau (default 0.75)")
-    p.add_argument("--plateau-patience", type=int, help="plateau: epochs without a better val accuracy (default 5)")
-    p.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 (default 0 = off); EMA ships")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--out", help="run folders go to OUT/MODEL (default: runs)")
+    add_train_flags(p)  # one flag per TrainConfig field, defined there
     p.add_argument("--resume", action="store_true", help="continue OUT/MODEL/last.pt exactly")
     p.add_argument("--stop-after", type=int, help="stop this process after N epochs (continue with --resume)")
-    p.add_argument("--limit", type=int, help="train on a seeded subset of N images")
-    p.add_argument("--val-limit", type=int, help="validate on N val images (smoke runs)")
-    p.add_argument("--pretrained", action="store_true", help="ImageNet init (needs torchvision's weight file)")
-    p.add_argument(
-        "--init",
-        metavar="CHECKPOINT",
-        help="start from a fer_core checkpoint's weights, e.g. weights/resnet18.pt (fine-tuning; new schedule)",
-    )
-    p.add_argument(
-        "--teacher",
-        nargs="+",
-        metavar="WEIGHTS",
-        help="distill the mean softmax of these .onnx/.pt files, e.g. weights/*.onnx (needs --distill)",
-    )
-    p.add_argument("--distill", type=float, help="share of the loss on the teacher's soft targets, 0-1 (default 0)")
-    p.add_argument("--distill-temp", type=float, help="distillation temperature (default 2)")
-    p.add_argument("--precision", choices=["auto", "fp32"])
-    p.add_argument("--threads", type=int)
-    p.add_argument("--device")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -79,8 +52,8 @@ def _add_evaluate(sub) -> None:
         help=f"one of {', '.join(list_models())}, ensemble, or all (each model and the ensemble, one pass)",
     )
     p.add_argument("--data", help="data folder or fer2013.csv (default: $FER_DATA or data/fer2013)")
-    p.add_argument("--split", default="val", choices=["train", "val", "test"])
-    p.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"])
+    p.add_argument("--split", default="val", choices=SPLITS)
+    p.add_argument("--tta", default="none", choices=TTA_MODES)
     p.add_argument("--weights", help="one model's .onnx or .pt file (default: WEIGHTS_DIR/MODEL.onnx)")
     p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
     p.add_argument("--out", default="results", help="results folder or .json file (default: results/)")
@@ -161,7 +134,7 @@ def _add_predict(sub) -> None:
     p.add_argument(
         "--region",
         default="centre",
-        choices=["centre", "whole"],
+        choices=ONE_FACE_REGIONS,
         help="with --no-detect: the image's centred square (default) or all of it, padded to a square",
     )
     p.add_argument(
@@ -170,7 +143,7 @@ def _add_predict(sub) -> None:
     p.add_argument(
         "--tta",
         default="none",
-        choices=["none", "flip", "tencrop"],
+        choices=TTA_MODES,
         help="each face alone (default), averaged with its mirror (flip: more accurate, twice the model time), "
         "or ten crops",
     )
@@ -186,22 +159,20 @@ def _add_predict(sub) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from .batch import predict_paths
+    from .batch import BatchOptions, predict_paths
+    from .predict import Predictor
 
-    return predict_paths(
-        args.paths,
+    options = BatchOptions(  # checked before any model is loaded
         detect=args.detect,
         region=args.region,
-        fmt=args.format,
-        weights_dir=args.weights_dir,
-        models=args.models,
-        output=args.output,
-        threads=args.threads,
-        progress=args.progress,
-        resume=args.resume,
         small_faces=args.small_faces,
         tta=args.tta,
+        fmt=args.format,
+        output=args.output,
+        resume=args.resume,
+        progress=args.progress,
     )
+    return predict_paths(args.paths, Predictor.load(args.weights_dir, args.models, args.threads), options)
 
 
 def _add_card(sub) -> None:
@@ -222,12 +193,95 @@ def _run_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="print the README's results and references tables from results/")
+    p.add_argument("--results", default="results", help="folder of evaluation runs (default: results)")
+    p.add_argument("--write", metavar="README", help="replace the tables in this file instead of printing them")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from .report import readme_tables, write_tables
+
+    tables = readme_tables(args.results)
+    if args.write:
+        print(f"results and references tables of {write_tables(args.write, tables)} updated")
+    else:
+        print("\n\n".join(tables))
+    return 0
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time the app: cold start, per-photo latency, memory -> results/bench_app.json")
+    p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
+    p.add_argument("--out", help="JSON file to write (default: results/bench_app.json)")
+    p.add_argument("--photo", help="photo to time (default: assets/astronaut.jpg)")
+    p.add_argument("--runs", type=int, default=30, help="timed calls of analyze() after the warm-up (default 30)")
+    p.add_argument("--side", type=int, help="resize the photo to this longer side (default 640; 0: as it is)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads per model (default: up to 2)")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .atomic import write_json_atomic
+    from .bench import DEFAULT_OUT, DEFAULT_PHOTO, PHOTO_SIDE, bench, summary
+
+    side = PHOTO_SIDE if args.side is None else args.side or None
+    record = bench(args.weights_dir, args.photo or DEFAULT_PHOTO, args.runs, args.threads, side)
+    out = write_json_atomic(args.out or DEFAULT_OUT, record, indent=2)  # a killed run leaves no half file
+    print(f"{summary(record)} -> {out}")
+    return 0
+
+
+def _add_bench_train(sub) -> None:
+    p = sub.add_parser(
+        "bench-train", help="time a training epoch of each model on this machine -> results/bench_train.json"
+    )
+    p.add_argument("--model", nargs="*", choices=list_models(), help="models to time (default: every registered one)")
+    p.add_argument("--steps", type=int, default=12, help="timed training steps, after 3 warm-up steps (default 12)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per training step (default 64)")
+    p.add_argument("--out", help="JSON file to write (default: results/bench_train.json)")
+
+
+def _run_bench_train(args: argparse.Namespace) -> int:
+    from .atomic import write_json_atomic
+    from .bench_train import DEFAULT_OUT, time_models
+
+    record = time_models(args.model or list_models(), args.steps, args.batch_size)
+    print(f"-> {write_json_atomic(args.out or DEFAULT_OUT, record, indent=1)}")
+    return 0
+
+
+def _add_data_stats(sub) -> None:
+    p = sub.add_parser("data-stats", help="a data set's split sizes, class counts and pixel mean/std")
+    p.add_argument("--data", help="data folder or fer2013.csv (default: $FER_DATA or data/fer2013)")
+
+
+def _run_data_stats(args: argparse.Namespace) -> int:
+    from .data import load_fer2013, stats_lines
+
+    print("\n".join(stats_lines(load_fer2013(args.data))))
+    return 0
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from .registry import get_spec
+
+    for name in list_models():
+        spec = get_spec(name)
+        print(f"{name:18s} {spec.title:16s} input {spec.input_size}x{spec.input_size} gray; {spec.head}")
+    return 0
+
+
 COMMANDS = {
     "train": _run_train,
     "evaluate": _run_evaluate,
     "export": _run_export,
     "predict": _run_predict,
     "card": _run_card,
+    "report": _run_report,
+    "bench": _run_bench,
+    "bench-train": _run_bench_train,
+    "data-stats": _run_data_stats,
+    "models": _run_models,
 }
 
 
@@ -239,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_predict(sub)
     _add_card(sub)
+    _add_report(sub)
+    _add_bench(sub)
+    _add_bench_train(sub)
+    _add_data_stats(sub)
     sub.add_parser("models", help="list the registered models")
     return parser
 
@@ -246,17 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command in COMMANDS:
-            return COMMANDS[args.command](args)
-        if args.command == "models":
-            from .registry import get_spec
-
-            for name in list_models():
-                spec = get_spec(name)
-                print(f"{name:18s} {spec.title:16s} input {spec.input_size}x{spec.input_size} gray; {spec.head}")
-            return 0
+        return COMMANDS[args.command](args)
     except (InvalidImageError, DataLayoutError, WeightsError, ValueError, OSError) as exc:
         # OSError: an output folder that does not exist, a full disk, a file we may not read
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 1

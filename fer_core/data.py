@@ -12,13 +12,12 @@ Decoded arrays are cached as one .npz per data set (outside the data folder, in
 $FER_CACHE_DIR or ~/.cache/fer_core), keyed by every file's name, size and mtime, so an edit
 to the data invalidates the cache and an epoch never re-decodes JPEGs.
 
-Print the pixel statistics of a data set's train split:
-    python -m fer_core.data stats [--data PATH]
+Print a data set's split sizes, class counts and train pixel statistics:
+    python -m fer_core data-stats [--data PATH]
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import os
@@ -32,12 +31,12 @@ from PIL import Image
 
 from .atomic import write_atomic
 from .errors import DataLayoutError
+from .imageio import IMAGE_SUFFIXES
 from .labels import EMOTIONS, FER_CSV_CODE_TO_INDEX
 from .preprocess import FACE_SIZE, resize_face
 
 DEFAULT_DATA = Path("data/fer2013")
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 CARVE_FRACTION = 0.1  # share of train/ that becomes val when a release has no PublicTest split
 CARVE_SEED = 0
 CACHE_VERSION = 1
@@ -283,18 +282,8 @@ def pixel_stats(split: Split) -> tuple[float, float]:
     return float(x.mean()), float(x.std())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fer_core.data", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["stats"])
-    parser.add_argument("--data", default=None, help="data folder or fer2013.csv")
-    args = parser.parse_args(argv)
-    data = load_fer2013(args.data)
-    for name in SPLITS:
-        print(f"{name:5s} {len(data[name]):6d} images, per class {data[name].class_counts()}")
+def stats_lines(data: FERData) -> list[str]:
+    """Each split's size and class counts, then the train split's pixel mean and std, one line each."""
+    lines = [f"{name:5s} {len(data[name]):6d} images, per class {data[name].class_counts()}" for name in SPLITS]
     mean, std = pixel_stats(data["train"])
-    print(f"train pixel mean {mean:.4f} std {std:.4f}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return lines + [f"train pixel mean {mean:.4f} std {std:.4f}"]

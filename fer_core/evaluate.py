@@ -17,12 +17,14 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .data import FERData, load_fer2013
+from . import __version__, ensemble
+from .data import FERData, Split, load_fer2013
+from .ensemble import mean_probs
 from .errors import WeightsError
 from .labels import EMOTIONS
 from .metrics import classification_metrics
@@ -33,7 +35,7 @@ from .results import SCHEMA, training_record, validate_run
 from .runtime import open_weights
 from .serving import DEFAULT_WEIGHTS_DIR, default_threads, load_models, weights_path
 
-ENSEMBLE = "ensemble"
+ENSEMBLE = ensemble.NAME
 
 
 def open_models(name: str, weights: str | None = None, weights_dir: str | None = None, threads: int | None = None):
@@ -70,9 +72,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a model (or the ensemble) and return a validated run (`limit`: first N images)."""
     models = open_models(name, weights, weights_dir, threads)
-    data, s = _split(data, split, limit)
-    probs, seconds = _predict(models, s, tta, batch_size)
-    return _run(name, models, probs, seconds, data, s, split, tta, threads, batch_size)
+    return make_run(name, models, collect(models, data, split, tta, threads, batch_size, limit))
 
 
 def evaluate_all(
@@ -88,57 +88,57 @@ def evaluate_all(
     pass over the split: the same runs as `evaluate(m)` for each and `evaluate("ensemble")`, for the
     price of the ensemble alone (each model's timing is its own share of that pass)."""
     models = open_models(ENSEMBLE, None, weights_dir, threads)
-    data, s = _split(data, split, limit)
-    probs, seconds = _predict(models, s, tta, batch_size)
-    runs = [
-        _run(m, {m: models[m]}, {m: probs[m]}, {m: seconds[m]}, data, s, split, tta, threads, batch_size)
-        for m in models
-    ]
-    return runs + [_run(ENSEMBLE, models, probs, seconds, data, s, split, tta, threads, batch_size)]
+    preds = collect(models, data, split, tta, threads, batch_size, limit)
+    return [make_run(m, {m: models[m]}, preds.only(m)) for m in models] + [make_run(ENSEMBLE, models, preds)]
 
 
-def _split(data: FERData | str | None, split: str, limit: int | None):
+@dataclass(frozen=True)
+class Predictions:
+    """One pass of some models over a split: each model's probabilities, how long each took, and
+    what was read and how (what a run records besides its metrics)."""
+
+    data: FERData
+    split_name: str
+    split: Split  # the images read: the split, or its first `limit` images
+    tta: str
+    threads: int | None
+    batch_size: int
+    probs: dict[str, np.ndarray]  # model name -> (N, 7) softmax
+    seconds: dict[str, float]  # model name -> seconds its pass took
+
+    def only(self, name: str) -> Predictions:
+        """The same pass, as if `name` had been the only model read."""
+        return replace(self, probs={name: self.probs[name]}, seconds={name: self.seconds[name]})
+
+
+def collect(
+    models: dict[str, Any],
+    data: FERData | str | None,
+    split: str,
+    tta: str,
+    threads: int | None = None,
+    batch_size: int = 256,
+    limit: int | None = None,
+) -> Predictions:
+    """Every model's probabilities on `split` of `data` (loaded if given as a path), timed one model at a time."""
     if not isinstance(data, FERData):
         data = load_fer2013(data)
     s = data[split]
     if limit is not None:
         s = s.subset(np.arange(min(limit, len(s))))
-    return data, s
-
-
-def _predict(models: dict[str, Any], s, tta: str, batch_size: int):
     probs: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     for model_name, model in models.items():
         t0 = time.perf_counter()
         probs[model_name] = predict_proba(model, s.images, tta=tta, batch_size=batch_size)
         seconds[model_name] = time.perf_counter() - t0
-    return probs, seconds
+    return Predictions(data, split, s, tta, threads, batch_size, probs, seconds)
 
 
-def _run(
-    name: str,
-    models: dict[str, Any],
-    probs: dict[str, np.ndarray],
-    seconds: dict[str, float],
-    data: FERData,
-    s,
-    split: str,
-    tta: str,
-    threads: int | None,
-    batch_size: int,
-) -> dict[str, Any]:
-    """One validated run of `name` (a model, or the ensemble of `models`) from its models' probabilities."""
-    final = np.mean(list(probs.values()), axis=0)
-    metrics = classification_metrics(s.labels, final)
-    total = sum(seconds.values())
-    samples: dict[str, Any] = {
-        "ids": list(s.ids),
-        "y_true": s.labels.tolist(),
-        "probs": np.round(final, 6).tolist(),
-    }
-    if len(models) > 1:
-        samples["per_model"] = {m: np.round(p, 6).tolist() for m, p in probs.items()}
+def make_run(name: str, models: dict[str, Any], preds: Predictions) -> dict[str, Any]:
+    """One validated run of `name` (a model, or the ensemble of `models`): the metrics of the mean of
+    its models' probabilities, with the samples, the weights' training records and the timing."""
+    final = mean_probs(preds.probs.values())
     records = {m: training_record(model.meta) for m, model in models.items()}
     run = {
         "schema": SCHEMA,
@@ -146,32 +146,49 @@ def _run(
         "models": list(models),
         "weights": [m.describe() for m in models.values()],
         "data": {
-            "source": data.path,
-            "layout": data.layout,
-            "split": split,
-            "n": len(s),
-            "notes": data.notes,
+            "source": preds.data.path,
+            "layout": preds.data.layout,
+            "split": preds.split_name,
+            "n": len(preds.split),
+            "notes": preds.data.notes,
         },
-        "split": split,
-        "tta": tta,
+        "split": preds.split_name,
+        "tta": preds.tta,
         "labels": list(EMOTIONS),
-        "metrics": metrics,
-        "samples": samples,
+        "metrics": classification_metrics(preds.split.labels, final),
+        "samples": _samples(preds, final),
         "history": {m: record[0] for m, record in records.items()},
         "selection": {m: {**record[1], "split": models[m].meta.get("selected_on")} for m, record in records.items()},
-        "timing": {
-            "seconds": total,
-            "per_model_seconds": seconds,
-            "images_per_second": len(s) / total if total > 0 else None,
-            "backend": type(next(iter(models.values()))).__name__,
-            "threads": threads or default_threads(),
-            "batch_size": batch_size,
-        },
+        "timing": _timing(preds, type(next(iter(models.values()))).__name__),
         "environment": environment(),
         "git_commit": git_commit(),
         "created_utc": utc_timestamp(),
     }
     return validate_run(run)
+
+
+def _samples(preds: Predictions, final: np.ndarray) -> dict[str, Any]:
+    """Per image: its id, true label and the run's probabilities (and each model's, for an ensemble)."""
+    samples: dict[str, Any] = {
+        "ids": list(preds.split.ids),
+        "y_true": preds.split.labels.tolist(),
+        "probs": np.round(final, 6).tolist(),
+    }
+    if len(preds.probs) > 1:
+        samples["per_model"] = {m: np.round(p, 6).tolist() for m, p in preds.probs.items()}
+    return samples
+
+
+def _timing(preds: Predictions, backend: str) -> dict[str, Any]:
+    total = sum(preds.seconds.values())
+    return {
+        "seconds": total,
+        "per_model_seconds": preds.seconds,
+        "images_per_second": len(preds.split) / total if total > 0 else None,
+        "backend": backend,
+        "threads": preds.threads or default_threads(),
+        "batch_size": preds.batch_size,
+    }
 
 
 def environment() -> dict[str, Any]:

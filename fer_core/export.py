@@ -22,7 +22,8 @@ import torch
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_atomic, slim
 from .errors import WeightsError
-from .models import FER_INPUT_SIZE, count_parameters
+from .models import count_parameters
+from .preprocess import FACE_SIZE
 from .provenance import sha256_file
 from .serving import META_KEY, ONNX_FORMAT, OnnxModel
 
@@ -37,7 +38,7 @@ def onnx_metadata(ckpt: dict[str, Any], checkpoint_sha256: str, parameters: int)
         "labels": list(ckpt["labels"]),
         "spec": ckpt["spec"],
         "arch": ckpt.get("arch") or {},
-        "input": {"name": "faces", "shape": ["batch", 1, FER_INPUT_SIZE, FER_INPUT_SIZE], "range": [0, 1]},
+        "input": {"name": "faces", "shape": ["batch", 1, FACE_SIZE, FACE_SIZE], "range": [0, 1]},
         "parameters": parameters,
         "epoch": ckpt["epoch"],
         "best": ckpt["best"],
@@ -67,7 +68,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict[s
     model = model_from_checkpoint(ckpt)
     meta = onnx_metadata(ckpt, sha256_file(checkpoint), count_parameters(model))
     out = Path(out)
-    dummy = torch.rand(2, 1, FER_INPUT_SIZE, FER_INPUT_SIZE)
+    dummy = torch.rand(2, 1, FACE_SIZE, FACE_SIZE)
     with atomic_path(out) as tmp_path:
         tmp = str(tmp_path)
         with warnings.catch_warnings():
@@ -99,7 +100,7 @@ def check_onnx_matches(
     Raises if it exceeds 1e-4 for logits up to 10 in magnitude (trained and fresh networks);
     beyond that the bound grows with the logits, since float32 spacing alone is 6e-5 at 600.
     """
-    x = torch.rand(n, 1, FER_INPUT_SIZE, FER_INPUT_SIZE, generator=torch.Generator().manual_seed(seed))
+    x = torch.rand(n, 1, FACE_SIZE, FACE_SIZE, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         ref = model.float().eval()(x).numpy()
     got = OnnxModel(onnx_path, verify=False)(x.numpy())  # a new file: its card is not written yet

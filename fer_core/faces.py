@@ -14,15 +14,10 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .preprocess import FACE_SIZE, resize_face
+from .preprocess import FACE_SIZE, ONE_FACE_REGIONS, resize_face
 
-# Detection runs on a copy whose longer side is at most DETECT_MAX_SIDE; boxes are mapped back.
-# Measured on a 640-px photo, 2 cores: 640 px / scale step 1.1 took 99 ms, 400 px / 1.15 took
-# 36 ms and found the same face to within 4 px. Starting the search at 30 px instead of the
-# cascade's 24 skips its costliest scale: 29 ms, same box, and the three models with detection
-# stay under 60 ms a photo (fer_core.bench). Faces down to 30/400 = 7.5 % of the longer side are
-# kept; smaller ones need the small-faces option. (360 px instead was as fast but found a second,
-# false face in the sample photo.)
+# Detection runs on a copy whose longer side is at most DETECT_MAX_SIDE (boxes mapped back), starting
+# at 30-px windows: the same box as full size at a third of the time (measurements: docs/performance.md).
 DETECT_MAX_SIDE = 400
 MIN_SEARCH_PIXELS = 30
 SCALE_FACTOR = 1.15
@@ -134,7 +129,6 @@ def crop_face(gray: np.ndarray, box: Box, margin: float = CROP_MARGIN) -> np.nda
     return resize_face(inside)
 
 
-ONE_FACE_REGIONS = ("centre", "whole")
 
 
 def one_face(gray: np.ndarray, region: str = "centre") -> tuple[Box, np.ndarray]:

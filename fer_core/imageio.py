@@ -45,6 +45,17 @@ FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 # What the web app takes: photo formats a browser sends. TIFF (scans, microscopy) is for the API
 # and the CLI only; one parser fewer facing the public.
 WEB_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+# The file name endings of each format, for folder walks (data, batch) and the upload widget.
+SUFFIXES = {
+    "JPEG": (".jpg", ".jpeg"),
+    "PNG": (".png",),
+    "WEBP": (".webp",),
+    "BMP": (".bmp",),
+    "GIF": (".gif",),
+    "TIFF": (".tif", ".tiff"),
+}
+IMAGE_SUFFIXES = frozenset(s for f in FORMATS for s in SUFFIXES[f])
+WEB_SUFFIXES = tuple(s.lstrip(".") for f in WEB_FORMATS for s in SUFFIXES[f])  # as st.file_uploader takes them
 # Leading bytes of those formats, to say "a damaged PNG" rather than "not an image" when the
 # header itself is broken.
 SIGNATURES = {

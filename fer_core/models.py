@@ -17,9 +17,8 @@ from torchvision import models as tvm
 
 from .errors import WeightsError
 from .labels import NUM_CLASSES
+from .preprocess import FACE_SIZE  # the side of every face we feed; a spec may ask to upscale it
 from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, get_spec
-
-FER_INPUT_SIZE = 48  # the side of every face we feed; specs may ask the network to upscale it
 
 
 class InputAdapter(nn.Module):
@@ -35,7 +34,7 @@ class InputAdapter(nn.Module):
         self.register_buffer("std", torch.tensor(float(std)).view(1, 1, 1, 1))
         self.size = size
         self.crop: int | None = None  # set by build_model, as the checkpoint's architecture says
-        self.resize = size != FER_INPUT_SIZE  # decided once, so ONNX export sees no branch
+        self.resize = size != FACE_SIZE  # decided once, so ONNX export sees no branch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.crop is not None and x.shape[-1] != self.crop:

@@ -10,15 +10,21 @@ Runs on ONNX Runtime and OpenCV; never imports torch.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from . import csvsafe
+from .ensemble import NAME as ENSEMBLE_NAME
+from .ensemble import mean_probs
 from .errors import WeightsError
 from .faces import Box, FaceDetector, crop_face, one_face
 from .imageio import FORMATS, ImageSource, load_image, to_gray
@@ -65,7 +71,7 @@ class FacePrediction:
             "score": self.score,
             "agree": self.agree,
             "labels": list(self.labels),
-            "ensemble": list(self.ensemble),
+            ENSEMBLE_NAME: list(self.ensemble),
             "models": {
                 m: {"label": self.top(m)[0], "score": self.top(m)[1], "probabilities": list(p)}
                 for m, p in self.probabilities.items()
@@ -199,7 +205,7 @@ class Predictor:
             t = time.perf_counter()
             probs[name] = predict_proba(model, faces, tta=tta) if len(faces) else np.zeros((0, len(EMOTIONS)))
             timings[name] = (time.perf_counter() - t) * 1000
-        ensemble = np.mean(list(probs.values()), axis=0) if len(faces) else np.zeros((0, len(EMOTIONS)))
+        ensemble = mean_probs(probs.values()) if len(faces) else np.zeros((0, len(EMOTIONS)))
         labels = tuple(next(iter(self.models.values())).labels)  # from the weights (checked == EMOTIONS)
         results = [
             FacePrediction(
@@ -213,3 +219,67 @@ class Predictor:
         ]
         timings["total"] = (time.perf_counter() - t0) * 1000
         return Analysis(im, results, detect, found, timings, tta)
+
+
+# --- exports: what the app's download buttons write ----------------------------------------------
+
+EXPORT_SCHEMA = "fer_core.faces/1"
+
+
+def export_json(results: Sequence[tuple[str, Analysis]]) -> bytes:
+    """Every analysed photo as one JSON document: boxes, each model's probabilities, the ensemble."""
+    images = [
+        {
+            "source": source,
+            "width": analysis.image.width,
+            "height": analysis.image.height,
+            "detected": analysis.detected,
+            "faces_found": analysis.faces_found,
+            "truncated": analysis.truncated,
+            "tta": analysis.tta,
+            "timings_ms": {k: round(v, 3) for k, v in analysis.timings_ms.items()},
+            "faces": [{"face": i + 1, **face.to_dict()} for i, face in enumerate(analysis.faces)],
+        }
+        for source, analysis in results
+    ]
+    return json.dumps({"schema": EXPORT_SCHEMA, "images": images}, indent=2).encode()
+
+
+def csv_header(models: Sequence[str]) -> list[str]:
+    """The one CSV shape (the app's download and `predict --format csv`): one row per face."""
+    cols = ["file", "face", "x", "y", "w", "h", "label", "score", "agree"]
+    for m in models:
+        cols += [f"{m}_label", f"{m}_score"]
+    return cols + [f"p_{e}" for e in EMOTIONS] + ["error"]
+
+
+def csv_rows(source: str, faces: Sequence[FacePrediction], models: Sequence[str]) -> list[list[Any]]:
+    """`source`'s rows under `csv_header(models)`: one per face (numbered as the boxes are: face 1
+    is box 1), with the ensemble's reading, each model's, and the ensemble's probabilities; one row
+    with empty face columns if no face was found, so every image read is in the file."""
+    width = len(csv_header(models))
+    if not faces:
+        return [[source] + [""] * (width - 1)]
+    rows = []
+    for i, face in enumerate(faces, start=1):
+        if list(face.labels) != list(EMOTIONS):
+            raise ValueError(f"face {i} of {source}: labels {list(face.labels)} are not {list(EMOTIONS)}")
+        b = face.box
+        row: list[Any] = [source, i, b.x, b.y, b.w, b.h, face.label, f"{face.score:.4f}", face.agree]
+        for m in models:
+            label, score = face.top(m)
+            row += [label, f"{score:.4f}"]
+        rows.append(row + [f"{p:.4f}" for p in face.ensemble] + [""])
+    return rows
+
+
+def export_csv(results: Sequence[tuple[str, Analysis]]) -> bytes:
+    """Every analysed photo in the one CSV shape (`csv_header`): a row per face. Text cells a
+    spreadsheet would run as a formula get a leading `'` (fer_core.csvsafe)."""
+    models: list[str] = next((list(f.probabilities) for _, a in results for f in a.faces), [])
+    buf = io.StringIO()
+    writer = csvsafe.writer(buf)  # a file named `=cmd|calc.jpg` stays text in a spreadsheet
+    writer.writerow(csv_header(models))
+    for source, analysis in results:
+        writer.writerows(csv_rows(source, analysis.faces, models))
+    return buf.getvalue().encode()

@@ -16,6 +16,7 @@ from .labels import NUM_CLASSES
 
 FACE_SIZE = 48  # FER2013's face side; every network is fed this
 TTA_MODES = ("none", "flip", "tencrop")
+ONE_FACE_REGIONS = ("centre", "whole")  # an image read as one face: its centred square, or all of it padded
 TENCROP_SIZE = 44  # the side of ten-crop's windows and of `train --crop` (FER2013 practice: 44 of 48)
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Pixel statistics of FER2013 train/ (28,709 faces, pixel/255), measured with
-# `python -m fer_core.data stats`. Used by every model trained from scratch; the normalisation
+# `python -m fer_core data-stats`. Used by every model trained from scratch; the normalisation
 # lives inside the network (fer_core.models.InputAdapter), so no caller can forget or repeat it.
 FER_MEAN = 0.5136
 FER_STD = 0.3067
@@ -75,6 +75,14 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
 
 
+def model_title(name: str) -> str:
+    """How people write a model's name; an unregistered name (a user's run file) is shown as is."""
+    try:
+        return get_spec(name).title
+    except ValueError:
+        return name
+
+
 register(
     ModelSpec(
         name="efficientnet_v2_s",
@@ -94,8 +102,7 @@ register(
             "(from scratch with torchvision's init it did not learn: 3 epochs stuck at the majority class)",
             "7-way classifier",
         ),
-        # 5-6 min/epoch here with bf16 (results/bench_train.json): 25 epochs take about 2.3 hours. On a
-        # CPU without native bf16 (AVX2 only) training runs in fp32: 11.6 min/epoch (bench_train), 11.9 run.
+        # 25 epochs: what one session affords at 5-6 min/epoch (results/bench_train.json; docs/training.md).
         recipe={"epochs": 25, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 0.05},
     )
 )
@@ -117,8 +124,7 @@ register(
             "(the torchvision stem would leave 12x12 and 2x2)",
             "dropout before the 7-way classifier",
         ),
-        # Median min/epoch with validation, 2 cores: 2.9 with AMX (40 epochs ~2 h), 3.4 without. 48 epochs
-        # of this recipe (same seed) did not beat 40 on PublicTest: 67.23 % against 67.93 % (fp32 ONNX).
+        # 40 epochs: 48 did not beat them on PublicTest (docs/training.md); ~2 h at 2.9 min/epoch.
         recipe={"epochs": 40, "lr": 0.05, "optimizer": "sgd", "weight_decay": 5e-4},
     )
 )
@@ -139,8 +145,7 @@ register(
             "last max-pool removed: the final 3x3 map is average-pooled instead of cut to 1x1",
             "the 25088->4096->4096 classifier (120M parameters, pointless at 48x48) replaced by a 512->512->7 head",
         ),
-        # 3.3-3.6 min/epoch on a CPU with AMX (5.1-5.3 without): 32 epochs took 1.9 hours there, one
-        # session with time left to evaluate and ship; PublicTest 67.48 % at 26 epochs, 67.93 % at 32.
+        # 32 epochs: one session with time to ship (1.9 h), and better on PublicTest than 26 (docs/training.md).
         recipe={"epochs": 32, "lr": 0.05, "optimizer": "sgd", "weight_decay": 5e-4},
     )
 )

@@ -1,27 +1,48 @@
-"""The README's results table, printed from the stored runs (so no figure in it is typed by hand).
+"""The README's results and references tables, printed from results/ (so no figure in them is typed by hand).
 
-python -m fer_core.report [--results results] [--write README.md]
+python -m fer_core report [--results results] [--write README.md]
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .atomic import write_bytes_atomic
-from .registry import get_spec
-from .results import load_runs
+from .jsonfile import read_json_file
+from .results import load_runs, run_title
 
 _SPLIT = {"val": "PublicTest (val/)", "test": "PrivateTest (test/)"}
 _ORDER = {"efficientnet_v2_s": 0, "resnet18": 1, "vgg16": 2, "ensemble": 3}
 
 
-def _title(run: dict[str, Any]) -> str:
-    if run["name"] == "ensemble":
-        return "Ensemble of " + " + ".join(get_spec(m).title for m in run["models"])
-    return get_spec(run["name"]).title
+REFERENCES_FILE = "references.json"  # in the results folder: the one copy of the literature figures
+REFERENCES_SCHEMA = "fer_core.references/1"
+REFERENCE_FIELDS = ("source", "model", "test set", "accuracy %", "macro-F1", "notes")
+
+
+def load_references(results: str | Path = "results") -> list[dict[str, Any]]:
+    """The published (or elsewhere measured) figures in `results/references.json`, each a dict of
+    REFERENCE_FIELDS; [] if the file is missing or not a references file."""
+    doc = read_json_file(Path(results) / REFERENCES_FILE)
+    if not isinstance(doc, dict) or doc.get("schema") != REFERENCES_SCHEMA:
+        return []
+    rows = doc.get("references")
+    if not isinstance(rows, list):
+        return []
+    return [{k: row.get(k) for k in REFERENCE_FIELDS} for row in rows if isinstance(row, dict) and row.get("source")]
+
+
+def references_table(refs: Sequence[dict[str, Any]]) -> str:
+    """Markdown: the literature figures, as the README shows them."""
+    lines = ["| reference | model | test set | accuracy % | how it was obtained |", "|---|---|---|---:|---|"]
+    for ref in refs:
+        f1 = ref.get("macro-F1")
+        acc = str(ref.get("accuracy %")) + (f" (macro-F1 {f1})" if f1 is not None else "")
+        cells = [ref["source"], ref.get("model") or "", ref.get("test set") or "", acc, ref.get("notes") or ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def results_table(runs: list[dict[str, Any]]) -> str:
@@ -46,38 +67,36 @@ def results_table(runs: list[dict[str, Any]]) -> str:
         epochs = ", ".join(
             f"{sel.get('epoch')}/{len(any_run['history'].get(m, []))}" for m, sel in any_run["selection"].items()
         )
-        lines.append(f"| {_title(any_run)} | {tta} | " + " | ".join(cells) + f" | {epochs} |")
+        lines.append(f"| {run_title(any_run)} | {tta} | " + " | ".join(cells) + f" | {epochs} |")
     return "\n".join(lines)
 
 
 def replace_table(text: str, table: str) -> str:
-    """`text` (a README) with its results table (the block of lines from the table's header row to
+    """`text` (a README) with the table that has `table`'s header row (the block of lines from the table's header row to
     the next line that is not a table row) replaced by `table`."""
     lines = text.splitlines(keepends=True)
     header = table.splitlines()[0]
     start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == header), None)
     if start is None:
-        raise ValueError("no results table to replace (its header row was not found)")
+        raise ValueError(f"no table to replace: its header row {header!r} was not found")
     end = start
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
     return "".join(lines[:start]) + table + "\n" + "".join(lines[end:])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fer_core.report", description=__doc__.split("\n")[0])
-    parser.add_argument("--results", default="results")
-    parser.add_argument("--write", metavar="README", help="replace the results table in this file instead of printing")
-    args = parser.parse_args(argv)
-    table = results_table(load_runs(args.results))
-    if args.write:
-        path = Path(args.write)
-        write_bytes_atomic(path, replace_table(path.read_text(), table).encode())
-        print(f"results table of {path} updated")
-    else:
-        print(table)
-    return 0
+def readme_tables(results: str | Path = "results") -> list[str]:
+    """The README's tables, from the runs and references in `results`: results first, then the
+    references (when the folder has a references file)."""
+    refs = load_references(results)
+    return [results_table(load_runs(results))] + ([references_table(refs)] if refs else [])
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def write_tables(readme: str | Path, tables: Sequence[str]) -> Path:
+    """Replace each of `tables` in the file `readme` (found by its header row), atomically."""
+    path = Path(readme)
+    text = path.read_text()
+    for table in tables:
+        text = replace_table(text, table)
+    write_bytes_atomic(path, text.encode())
+    return path

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .atomic import write_bytes_atomic
+from .ensemble import NAME as ENSEMBLE_NAME
+from .ensemble import mean_probs
 from .labels import EMOTIONS
+from .registry import model_title
 
 SCHEMA = "fer_core.run/1"
 MAX_RUN_BYTES = 5 * 1024 * 1024  # ~6x the largest stored run (0.85 MB); under the app's 10 MB upload cap
@@ -261,3 +268,74 @@ def training_record(meta: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[st
         best["stage_epoch"] = best["epoch"]
         best["epoch"] += len(rows) - len(meta.get("history") or [])
     return (rows if len(chain) > 1 else list(meta.get("history") or [])), best
+
+
+# --- reading runs: titles, histories, model agreement, ensembles of a subset -----------------------
+
+
+def run_title(run: Mapping[str, Any]) -> str:
+    """ "ResNet18", or "Ensemble (EfficientNetV2-S + ResNet18 + VGG16)"."""
+    models = list(run.get("models") or [run["name"]])
+    if run["name"] == ENSEMBLE_NAME or len(models) > 1:
+        return "Ensemble (" + " + ".join(model_title(m) for m in models) + ")"
+    return model_title(run["name"])
+
+
+def collect_histories(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each model's training history, from the first run that carries one (runs of the same
+    weights carry the same history, so later copies add nothing)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        for model, rows in (run.get("history") or {}).items():
+            if rows and model not in out:
+                out[model] = list(rows)
+    return out
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often the models name the same expression, and how right they are when they do."""
+
+    n: int
+    n_agree: int
+    accuracy_agree: float | None  # accuracy of the shared answer, on images where all models agree
+    accuracy_disagree: float | None  # accuracy of the ensemble (mean softmax) on the other images
+
+    @property
+    def fraction_agree(self) -> float:
+        return self.n_agree / self.n if self.n else 0.0
+
+
+def per_model_probs(run: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Per-sample probabilities of each model of an ensemble run ({} for a single-model run)."""
+    return {m: np.asarray(p, dtype=np.float64) for m, p in (run["samples"].get("per_model") or {}).items()}
+
+
+def agreement(y_true: Sequence[int] | np.ndarray, probs: Mapping[str, np.ndarray]) -> Agreement:
+    """Agreement of the models' top-1 answers, from per-sample probabilities (N, K) per model."""
+    if not probs:
+        raise ValueError("agreement needs at least one model's probabilities")
+    y = np.asarray(y_true)
+    preds = np.stack([np.asarray(p).argmax(axis=1) for p in probs.values()])  # (models, N)
+    agree = (preds == preds[0]).all(axis=0)
+    ensemble = mean_probs(probs.values()).argmax(axis=1)
+    n_agree = int(agree.sum())
+    n_dis = len(y) - n_agree
+    return Agreement(
+        n=len(y),
+        n_agree=n_agree,
+        accuracy_agree=float((preds[0][agree] == y[agree]).mean()) if n_agree else None,
+        accuracy_disagree=float((ensemble[~agree] == y[~agree]).mean()) if n_dis else None,
+    )
+
+
+def subset_ensemble(run: Mapping[str, Any], models: Sequence[str]) -> dict[str, Any]:
+    """Metrics of the mean-softmax ensemble of `models`, computed from an ensemble run's samples."""
+    probs = per_model_probs(run)
+    missing = [m for m in models if m not in probs]
+    if not models or missing:
+        raise ValueError(f"choose models from {list(probs)}; missing: {missing}")
+    mean = mean_probs(probs[m] for m in models)
+    from .metrics import classification_metrics  # scikit-learn: only when asked
+
+    return classification_metrics(run["samples"]["y_true"], mean, labels=run["labels"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,94 +24,19 @@ from torch import nn
 
 from . import __version__
 from .atomic import write_atomic, write_json_atomic
-from .augment import AugmentConfig, augment_batch, random_crop
+from .augment import augment_batch, random_crop
 from .checkpoint import FORMAT, load_checkpoint, load_weights, save_atomic, slim
+from .config import AugmentConfig, TrainConfig
 from .data import FERData, Split, load_fer2013
 from .ema import WeightEMA
 from .labels import EMOTIONS
 from .models import build_model, count_parameters
-from .preprocess import TENCROP_SIZE, predict_proba
+from .preprocess import predict_proba
 from .registry import get_spec
 from .runtime import autocast, default_device, open_weights, torch_logits_fn
-from .schedule import SCHEDULES, Schedule
+from .schedule import Schedule
 
 SELECTION_SPLIT = "val"  # the split that chooses checkpoints; test/ is only ever reported
-
-
-@dataclass
-class TrainConfig:
-    """Every training default in one place; None means "the registry recipe for this model"."""
-
-    model: str = "resnet18"
-    data: str | None = None  # data folder or fer2013.csv; None -> $FER_DATA or data/fer2013
-    out: str = "runs"  # run folders go to OUT/MODEL/; keep it out of git (it is in .gitignore)
-    epochs: int | None = None  # schedule length; accuracy here is bought with epochs
-    batch_size: int = 64  # small batches generalise better on 28k images and suit 2 CPU cores
-    optimizer: str | None = None  # "sgd" (nesterov) or "adamw"
-    lr: float | None = None  # one-cycle peak learning rate
-    weight_decay: float | None = None
-    momentum: float = 0.9
-    warmup: float = 0.15  # share of steps rising to the peak lr (onecycle and cosine)
-    # onecycle: warmup then cosine to lr/25e3 (OneCycleLR); cosine: linear warmup then cosine to 0;
-    # plateau: constant lr, times plateau_factor after plateau_patience epochs without a better val
-    # accuracy (Khaireddin & Chen 2021 found it the best scheduler on FER2013, one-cycle the worst)
-    schedule: str = "onecycle"
-    plateau_factor: float = 0.75
-    plateau_patience: int = 5
-    # Exponential moving average of the weights (and BatchNorm statistics), updated every step with
-    # this decay (0 = off). With it on, the averaged weights are what is validated, selected and
-    # shipped; the raw weights' val accuracy is kept beside it in the history (val_acc_raw).
-    ema: float = 0.0
-    label_smoothing: float = 0.1  # FER2013 labels are noisy (~10 % disputed by re-annotation)
-    mixup: float = 0.0  # mixup alpha; 0 = off
-    augment: dict[str, Any] = field(default_factory=lambda: AugmentConfig().to_dict())
-    # Train on random crop x crop windows of each (augmented) 48x48 face, and serve the centre window:
-    # cheaper epochs ((44/48)^2 = 0.84) and views that ten-crop TTA reads exactly at test time
-    # (None = the whole face, as the shipped weights of before were trained)
-    crop: int | None = None
-    seed: int = 0
-    limit: int | None = None  # train on a seeded subset of this many images (smoke runs, tests)
-    val_limit: int | None = None  # select on a seeded subset of N val images (smoke runs, tests)
-    pretrained: bool = False  # ImageNet init through torchvision's weights API (needs the file)
-    init: str | None = None  # start from this fer_core checkpoint's weights (fine-tuning), new schedule
-    teacher: list[str] | None = None  # weight files (.onnx/.pt) whose mean softmax is distilled
-    distill: float = 0.0  # share of the loss on the teacher's soft targets (0 = off, 1 = only them)
-    distill_temp: float = 2.0  # temperature both sides are softened with in the distillation term
-    precision: str = "auto"  # auto: fp16 + GradScaler on CUDA, bf16 on CPUs with native bf16, else fp32
-    channels_last: bool = True  # faster convolutions on CPU (oneDNN) and on tensor cores
-    threads: int | None = None  # torch intra-op threads; None -> all cores
-    device: str | None = None  # None -> cuda if available, else cpu
-    progress: bool = True
-
-    def resolved(self) -> TrainConfig:
-        """A copy with every None recipe field filled from the registry."""
-        spec = get_spec(self.model)
-        values = asdict(self)
-        for key, value in spec.recipe.items():
-            if values.get(key) is None:
-                values[key] = value
-        cfg = TrainConfig(**values)
-        missing = [k for k in ("epochs", "optimizer", "lr", "weight_decay") if getattr(cfg, k) is None]
-        if missing:
-            raise ValueError(f"no value for {', '.join(missing)} (neither given nor in the recipe)")
-        if not 0.0 <= cfg.distill <= 1.0:
-            raise ValueError(f"--distill {cfg.distill}: the distillation share must be between 0 and 1")
-        if cfg.distill > 0 and not cfg.teacher:
-            raise ValueError("--distill needs --teacher: the weight files whose predictions to distill")
-        if cfg.distill_temp <= 0:
-            raise ValueError(f"--distill-temp {cfg.distill_temp}: the temperature must be positive")
-        if cfg.crop is not None and cfg.crop != TENCROP_SIZE:
-            raise ValueError(f"--crop {cfg.crop}: crops are {TENCROP_SIZE} px, the views ten-crop TTA reads")
-        if cfg.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if not 0.0 <= cfg.ema < 1.0:
-            raise ValueError(f"--ema {cfg.ema}: the decay must be in [0, 1) (0 = off; 0.999 is typical)")
-        return cfg
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 # ---------------------------------------------------------------- distributed helpers
@@ -318,6 +243,25 @@ def run_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.out) / cfg.model
 
 
+@dataclass
+class TrainState:
+    """What an epoch changes and a checkpoint saves: the network and its optimizer, schedule, loss
+    scaler and weight average, and the run's history, best epoch and epochs done."""
+
+    model: nn.Module  # the network itself (unwrapped: DDP, when used, wraps it for the epochs only)
+    optimizer: torch.optim.Optimizer
+    scheduler: Schedule
+    scaler: torch.amp.GradScaler | None  # CUDA with fp16 autocast only
+    ema: WeightEMA | None
+    averaged: nn.Module | None  # with EMA: a second network the average is copied into to be validated
+    lineage: dict[str, Any] | None  # None from scratch; else the run these weights started from ("init")
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"metric": "accuracy", "split": SELECTION_SPLIT, "value": -1.0, "epoch": None}
+    )
+    epoch: int = 0  # epochs done
+
+
 def main(
     cfg: TrainConfig, data: FERData | None = None, resume: bool = False, stop_after: int | None = None
 ) -> dict[str, Any]:
@@ -326,36 +270,90 @@ def main(
     `stop_after` ends this process after that many epochs (the schedule is unchanged), so a
     long run can be split across sessions and continued with `resume`.
     """
-    resume = _resume_state(cfg) if resume else None
-    if resume is not None:
-        saved = TrainConfig.from_dict(resume["config"])
-        # The schedule and recipe come from the checkpoint; only where and how to run may change.
-        for key in ("data", "out", "threads", "device", "progress"):
-            setattr(saved, key, getattr(cfg, key))
-        cfg = saved
-    cfg = cfg.resolved()
+    ckpt = _resume_state(cfg) if resume else None
+    cfg = (cfg if ckpt is None else _resumed_config(cfg, ckpt)).resolved()
+    device, rank, world = _setup_process(cfg)
+    data = data or load_fer2013(cfg.data)
+    train, val, steps_per_epoch = _train_val(data, cfg, world)
+    state = _build_state(cfg, device, steps_per_epoch, ckpt)
+    if ckpt is not None and rank == 0:
+        print(f"resumed {cfg.model} at epoch {state.epoch}/{cfg.epochs} (best val acc {state.best['value']:.4f})")
+    net = state.model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    out = run_dir(cfg)
+    if rank == 0:
+        print(
+            f"training {get_spec(cfg.model).title} ({count_parameters(state.model) / 1e6:.1f}M parameters) "
+            f"on {len(train)} images, {cfg.epochs} epochs x {steps_per_epoch} steps, {cfg.optimizer} lr {cfg.lr}, "
+            f"device {device}, {world} process(es), {torch.get_num_threads()} threads -> {out}",
+            flush=True,
+        )
+    soft, teachers = teacher_targets(cfg, train, out) if cfg.teacher and cfg.distill > 0 else (None, None)
+    end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, state.epoch + stop_after)
+    for epoch in range(state.epoch, end_epoch):
+        stats = train_one_epoch(
+            net, train, state.optimizer, state.scheduler, cfg, epoch, device, state.scaler, soft, state.ema
+        )
+        row = {"epoch": epoch + 1, **stats, **_validate(state, val, device, cfg)} if rank == 0 else None
+        state.scheduler.step_epoch(_from_rank0(row["val_acc"] if row else 0.0, world))  # before the checkpoint
+        state.epoch = epoch + 1
+        if rank == 0:
+            _save_epoch(state, row, cfg, data, teachers, out)
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return {
+        "model": cfg.model,
+        "best": state.best,
+        "epochs_done": end_epoch,
+        "epochs": cfg.epochs,
+        "run_dir": str(out),
+        "history": state.history,
+    }
+
+
+def _resumed_config(cfg: TrainConfig, ckpt: dict[str, Any]) -> TrainConfig:
+    """The checkpoint's config: the schedule and recipe come from it; only where and how to run may change."""
+    saved = TrainConfig.from_dict(ckpt["config"])
+    for key in ("data", "out", "threads", "device", "progress"):
+        setattr(saved, key, getattr(cfg, key))
+    return saved
+
+
+def _setup_process(cfg: TrainConfig) -> tuple[torch.device, int, int]:
+    """This process's threads and device, and (under torchrun) its process group: (device, rank, world)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = default_device(cfg.device)
     _init_distributed(device)
-    rank, world = _dist_info()
-    spec = get_spec(cfg.model)
+    return (device, *_dist_info())
 
-    data = data or load_fer2013(cfg.data)
+
+def _train_val(data: FERData, cfg: TrainConfig, world: int) -> tuple[Split, Split, int]:
+    """The training images and the selection images (each a seeded subset with a limit), and the
+    optimizer steps per epoch."""
     train = _subset(data["train"], cfg.limit, cfg.seed)
     val = _subset(data[SELECTION_SPLIT], cfg.val_limit, cfg.seed)
     steps_per_epoch = len(train) // (cfg.batch_size * world)
     if steps_per_epoch == 0:
         raise ValueError(f"{len(train)} training images is less than one batch of {cfg.batch_size}")
+    return train, val, steps_per_epoch
 
+
+def _build_state(
+    cfg: TrainConfig, device: torch.device, steps_per_epoch: int, ckpt: dict[str, Any] | None
+) -> TrainState:
+    """The seeded network (or `cfg.init`'s weights) on `device` with its optimizer, schedule, EMA and
+    loss scaler; with `ckpt` (a last.pt), everything as that epoch left it."""
     torch.manual_seed(cfg.seed)  # weight init
     model = build_model(cfg.model, pretrained=cfg.pretrained, crop=cfg.crop)
-    lineage = resume.get("init") if resume is not None else None  # what this run started from
-    if cfg.init and resume is None:
+    lineage = ckpt.get("init") if ckpt is not None else None  # what this run started from
+    if cfg.init and ckpt is None:
         lineage = _init_from(model, cfg)  # the checkpoint records it, with the file's sha256, as "init"
-    model = model.to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = _placed(model, device, cfg)
     optimizer = make_optimizer(model, cfg)
     scheduler = Schedule(
         optimizer,
@@ -368,84 +366,59 @@ def main(
         cfg.plateau_patience,
     )
     ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
-    averaged = build_model(cfg.model, crop=cfg.crop).to(device) if ema is not None else None  # evaluates ema's weights
-    if averaged is not None and cfg.channels_last:
-        averaged = averaged.to(memory_format=torch.channels_last)
+    averaged = _placed(build_model(cfg.model, crop=cfg.crop), device, cfg) if ema is not None else None
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and cfg.precision != "fp32" else None
-    history: list[dict[str, Any]] = []
-    best = {"metric": "accuracy", "split": SELECTION_SPLIT, "value": -1.0, "epoch": None}
-    start_epoch = 0
-    if resume is not None:
-        model.load_state_dict(resume["raw_state_dict"] if resume.get("ema") else resume["state_dict"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        if scaler is not None and resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        if ema is not None:  # the average is the checkpoint's served weights
-            ema.load_state_dict(resume["ema"], resume["state_dict"])
-        history, best, start_epoch = resume["history"], resume["best"], resume["epoch"]
-        torch.set_rng_state(resume["rng"]["torch"])
-        if rank == 0:
-            print(f"resumed {cfg.model} at epoch {start_epoch}/{cfg.epochs} (best val acc {best['value']:.4f})")
-
-    net = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    out = run_dir(cfg)
-    if rank == 0:
-        print(
-            f"training {spec.title} ({count_parameters(model) / 1e6:.1f}M parameters) on {len(train)} images, "
-            f"{cfg.epochs} epochs x {steps_per_epoch} steps, {cfg.optimizer} lr {cfg.lr}, "
-            f"device {device}, {world} process(es), {torch.get_num_threads()} threads -> {out}",
-            flush=True,
-        )
-    soft, teachers = None, None
-    if cfg.teacher and cfg.distill > 0:
-        soft, teachers = teacher_targets(cfg, train, out)
-    end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
-    for epoch in range(start_epoch, end_epoch):
-        stats = train_one_epoch(net, train, optimizer, scheduler, cfg, epoch, device, scaler, soft, ema)
-        row = {"epoch": epoch + 1, **stats, **_validate(model, averaged, ema, val, device, cfg)} if rank == 0 else None
-        scheduler.step_epoch(_from_rank0(row["val_acc"] if row else 0.0, world))  # before the checkpoint
-        if rank == 0:
-            history.append(row)
-            improved = row["val_acc"] > best["value"]
-            if improved:
-                best = {**best, "value": row["val_acc"], "epoch": epoch + 1}
-            ckpt = _checkpoint(
-                model, optimizer, scheduler, scaler, cfg, epoch + 1, best, history, data, lineage, teachers, ema
-            )
-            if improved:
-                save_atomic(slim(ckpt), out / "best.pt")
-            save_atomic(ckpt, out / "last.pt")
-            _write_json(out / "history.json", {"model": cfg.model, "best": best, "history": history})
-            _print_epoch(row, cfg.epochs, improved)
-        if world > 1:
-            dist.barrier()
-    if world > 1:
-        dist.destroy_process_group()
-    return {
-        "model": cfg.model,
-        "best": best,
-        "epochs_done": end_epoch,
-        "epochs": cfg.epochs,
-        "run_dir": str(out),
-        "history": history,
-    }
+    state = TrainState(model, optimizer, scheduler, scaler, ema, averaged, lineage)
+    if ckpt is not None:
+        _restore(state, ckpt)
+    return state
 
 
-def _validate(model, averaged, ema: WeightEMA | None, val: Split, device, cfg: TrainConfig) -> dict[str, float]:
+def _placed(model: nn.Module, device: torch.device, cfg: TrainConfig) -> nn.Module:
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+
+def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
+    """Continue exactly where `ckpt` stopped: the weights the optimizer trains (the raw ones, with
+    EMA), optimizer, schedule, scaler and average, history, best epoch and torch's RNG."""
+    state.model.load_state_dict(ckpt["raw_state_dict"] if ckpt.get("ema") else ckpt["state_dict"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    if state.scaler is not None and ckpt.get("scaler"):
+        state.scaler.load_state_dict(ckpt["scaler"])
+    if state.ema is not None:  # the average is the checkpoint's served weights
+        state.ema.load_state_dict(ckpt["ema"], ckpt["state_dict"])
+    state.history, state.best, state.epoch = ckpt["history"], ckpt["best"], ckpt["epoch"]
+    torch.set_rng_state(ckpt["rng"]["torch"])
+
+
+def _validate(state: TrainState, val: Split, device, cfg: TrainConfig) -> dict[str, float]:
     """Val loss and accuracy of the weights that would ship: the EMA's when it is on (the raw
     weights' figures then go beside them as val_loss_raw / val_acc_raw)."""
     t0 = time.perf_counter()
-    raw = val_metrics(model, val, device, cfg)
+    raw = val_metrics(state.model, val, device, cfg)
     row: dict[str, float] = {}
-    if ema is not None:
-        ema.copy_to(averaged)
+    if state.ema is not None:
+        state.ema.copy_to(state.averaged)
         row = {"val_loss_raw": raw["loss"], "val_acc_raw": raw["acc"]}
-        raw = val_metrics(averaged, val, device, cfg)
+        raw = val_metrics(state.averaged, val, device, cfg)
     return {**row, "val_loss": raw["loss"], "val_acc": raw["acc"], "eval_seconds": time.perf_counter() - t0}
+
+
+def _save_epoch(state: TrainState, row: dict[str, Any], cfg: TrainConfig, data: FERData, teachers, out: Path) -> None:
+    """Rank 0 after an epoch: add it to the history, select on val, write last.pt (and best.pt when
+    val accuracy improved) and history.json, and print the epoch's line."""
+    state.history.append(row)
+    improved = row["val_acc"] > state.best["value"]
+    if improved:
+        state.best = {**state.best, "value": row["val_acc"], "epoch": state.epoch}
+    ckpt = _checkpoint(state, cfg, data, teachers)
+    if improved:
+        save_atomic(slim(ckpt), out / "best.pt")
+    save_atomic(ckpt, out / "last.pt")
+    _write_json(out / "history.json", {"model": cfg.model, "best": state.best, "history": state.history})
+    _print_epoch(row, cfg.epochs, improved)
 
 
 def _from_rank0(value: float, world: int) -> float:
@@ -467,12 +440,11 @@ def _print_epoch(row: dict[str, Any], epochs: int, improved: bool) -> None:
     )
 
 
-def _checkpoint(
-    model, optimizer, scheduler, scaler, cfg, epoch, best, history, data, lineage, teachers=None, ema=None
-) -> dict[str, Any]:
+def _checkpoint(state: TrainState, cfg: TrainConfig, data: FERData, teachers) -> dict[str, Any]:
     """Everything to resume. With EMA, `state_dict` holds the averaged weights (what best.pt and
     the exports serve) and `raw_state_dict` the optimizer's weights the next epoch trains on."""
-    raw = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    ema = state.ema
+    raw = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}
     served = raw if ema is None else {k: v.detach().cpu().contiguous() for k, v in ema.shadow.items()}
     return {
         "format": FORMAT,
@@ -484,18 +456,18 @@ def _checkpoint(
         "state_dict": served,
         "raw_state_dict": raw if ema is not None else None,
         "ema": ema.state_dict() if ema is not None else None,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "scaler": state.scaler.state_dict() if state.scaler is not None else None,
         "rng": {"torch": torch.get_rng_state()},
-        "epoch": epoch,
-        "best": dict(best),
+        "epoch": state.epoch,
+        "best": dict(state.best),
         "selected_on": SELECTION_SPLIT,
         "config": asdict(cfg),
-        "history": [dict(r) for r in history],
+        "history": [dict(r) for r in state.history],
         "data": data.describe(),
         "torch_version": str(torch.__version__),
-        "init": lineage,  # None from scratch; else the run these weights started from (and its own)
+        "init": state.lineage,  # None from scratch; else the run these weights started from (and its own)
         "teachers": teachers,  # None, or the weight files (and sha256) this run distilled
     }
 

@@ -4,8 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from app_state import get_predictor, weights_dir
-from fer_core.appdata import MAX_SMALL_JSON_BYTES, card_rows, describe_models, escape_markdown, load_model_cards
+from fer_core.cards import load_model_cards
+from fer_core.jsonfile import MAX_SMALL_JSON_BYTES
 from fer_core.registry import list_models
+from ui.tables import card_rows, describe_models
+from ui.text import escape_markdown
 
 st.title("About this workbench")
 st.markdown(
@@ -82,7 +85,7 @@ python -m fer_core export --runs runs --weights weights
 python -m fer_core evaluate --model resnet18 --split test --out results/
 python -m fer_core evaluate --model ensemble --split test --out results/
 python -m fer_core card                             # weights/NAME.card.json
-python -m fer_core.report --write README.md         # the README's results table
-python -m fer_core.bench                            # app speed -> results/bench_app.json""",
+python -m fer_core report --write README.md         # the README's results and references tables
+python -m fer_core bench                            # app speed -> results/bench_app.json""",
     language="bash",
 )

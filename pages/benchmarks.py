@@ -6,28 +6,20 @@ import pandas as pd
 import streamlit as st
 
 from app_state import get_runs, results_dir, uploaded_runs
-from fer_core.appdata import (
-    PER_CLASS_METRICS,
+from fer_core.jsonfile import read_json_file
+from fer_core.registry import model_title
+from fer_core.report import load_references
+from fer_core.results import (
+    MAX_RUN_BYTES,
+    MAX_RUN_UPLOADS,
     agreement,
-    batch_run_view,
-    bench_view,
     collect_histories,
-    comparison_labels,
-    confusion_figure,
-    escape_markdown,
-    history_figure,
-    load_run_view,
-    memory_figure,
-    model_title,
-    per_class_figure,
     per_model_probs,
-    read_json_file,
-    reference_rows,
-    run_label,
     subset_ensemble,
-    summary_rows,
 )
-from fer_core.results import MAX_RUN_BYTES, MAX_RUN_UPLOADS
+from ui.figures import PER_CLASS_METRICS, confusion_figure, history_figure, memory_figure, per_class_figure
+from ui.tables import batch_run_view, bench_view, load_run_view, reference_rows, summary_rows
+from ui.text import comparison_labels, escape_markdown, run_label
 
 st.title("Benchmarks")
 st.caption(f"Evaluation runs read from `{results_dir()}`. Checkpoints were selected on val/; test/ is only reported.")
@@ -109,12 +101,12 @@ st.caption(
     "**measured here**: run on our FER2013 test split by this project. **reported elsewhere**: copied from the "
     "source, on its own protocol; only single-crop PrivateTest figures compare directly with ours."
 )
-st.dataframe(pd.DataFrame(reference_rows(runs)), hide_index=True)
+st.dataframe(pd.DataFrame(reference_rows(runs, load_references(results_dir()))), hide_index=True)
 
 st.header("App performance")
 bench = bench_view(read_json_file(Path(results_dir()) / "bench_app.json"))
 if bench is None:
-    st.info("No speed benchmark yet: `python -m fer_core.bench` writes results/bench_app.json.")
+    st.info("No speed benchmark yet: `python -m fer_core bench` writes results/bench_app.json.")
 else:
     models = ", ".join(model_title(m) for m in bench["models"])
     c1, c2, c3, c4 = st.columns(4)

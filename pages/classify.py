@@ -5,24 +5,18 @@ import logging
 import streamlit as st
 
 from app_state import SAMPLE_PHOTO, get_predictor
-from fer_core.appdata import (
-    DISPLAY_MAX_SIDE,
-    draw_faces,
-    enlarge_face,
-    escape_markdown,
-    export_csv,
-    export_json,
-    model_title,
-    probability_figure,
-)
 from fer_core.errors import InvalidImageError, WeightsError
-from fer_core.imageio import WEB_FORMATS
-from fer_core.predict import Analysis, Predictor
-from fer_core.registry import list_models
+from fer_core.imageio import WEB_FORMATS, WEB_SUFFIXES
+from fer_core.predict import Analysis, Predictor, export_csv, export_json
+from fer_core.preprocess import ONE_FACE_REGIONS
+from fer_core.registry import list_models, model_title
+from ui.drawing import DISPLAY_MAX_SIDE, draw_faces, enlarge_face
+from ui.figures import probability_figure
+from ui.text import escape_markdown
 
-IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 MAX_PHOTOS = 10  # per page run: every photo is held in memory until the page is drawn
 ONE_FACE_CHOICES = {"centre": "its centre square", "whole": "the whole image, padded to a square"}
+assert tuple(ONE_FACE_CHOICES) == ONE_FACE_REGIONS  # a caption for each region fer_core reads
 log = logging.getLogger(__name__)
 
 
@@ -77,7 +71,7 @@ if missing:
         icon=":material/pending:",
     )
 
-uploads = st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True)
+uploads = st.file_uploader("Photos", type=list(WEB_SUFFIXES), accept_multiple_files=True)
 left, right = st.columns(2)  # two toggles a row: four in one row cut their labels short
 use_sample = left.toggle("Use the sample photo (NASA astronaut, public domain)")
 use_camera = right.toggle("Use the camera")

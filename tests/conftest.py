@@ -1,19 +1,35 @@
-"""Shared fixtures: tiny synthetic FER2013 data in every layout, the real data when present."""
+"""Shared fixtures: tiny synthetic FER2013 data in every layout, the real data when present, and
+two weights folders: `weights_dir` (tiny ONNX stand-ins, no torch needed: the serving and app
+tiers) and `trained_weights_dir` (every registered network trained one step and exported: the
+torch tier, marked `torch`)."""
 
 from __future__ import annotations
 
-import io
+import importlib.util
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_onnx import write_tiny_weights
 
 from fer_core.data import FERData, Split
 from fer_core.labels import EMOTIONS
 
 REPO = Path(__file__).resolve().parent.parent
+TORCH_TIER = all(importlib.util.find_spec(m) is not None for m in ("torch", "torchvision", "onnx"))
+
+
+def pytest_collection_modifyitems(config, items):
+    # In a venv of requirements.txt alone, the torch tier is skipped with the reason instead of
+    # failing on an import (`-m "not torch"` leaves it out altogether).
+    if TORCH_TIER:
+        return
+    skip = pytest.mark.skip(reason="needs torch, torchvision and onnx: pip install -r requirements-dev.txt")
+    for item in items:
+        if item.get_closest_marker("torch"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
@@ -89,16 +105,25 @@ def real_data() -> Path:
     return path
 
 
+ASTRONAUT = REPO / "assets" / "astronaut.jpg"
+
+
 @pytest.fixture(scope="session")
 def astronaut_jpeg() -> bytes:
-    """scikit-image's public-domain NASA astronaut photo (one face), as JPEG bytes."""
-    skimage_data = pytest.importorskip("skimage.data")
-    buf = io.BytesIO()
-    Image.fromarray(skimage_data.astronaut()).save(buf, format="JPEG", quality=92)
-    return buf.getvalue()
+    """scikit-image's public-domain NASA astronaut photo (one face, 512x512), as JPEG bytes: the
+    app's sample photo, which is that photo saved at quality 92 (test_predict checks it is)."""
+    return ASTRONAUT.read_bytes()
 
 
-# The tiny test weights are rebuilt when any fer_core source (or this file) changed; otherwise the
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    """A `weights/` folder as the app and the API read it (NAME.onnx + NAME.card.json for every
+    registered model), of tiny stand-ins that need no torch (tests/tiny_onnx.py): three ~4 KB
+    graphs with real exports' metadata, whose readings differ per model. Tests must not write into it."""
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+# The trained test weights are rebuilt when any fer_core source (or this file) changed; otherwise the
 # weights a previous test session built (in the ignored .pytest_cache/) are reused.
 
 
@@ -115,10 +140,11 @@ def _weights_key() -> str:
 
 
 @pytest.fixture(scope="session")
-def weights_dir(tmp_path_factory) -> Path:
-    """Every registered model trained for one step on tiny synthetic data and exported, as the
-    real `weights/` folder would hold them (NAME.onnx + NAME.pt). Built once, then reused from
-    .pytest_cache/ while the code that makes them is unchanged. Tests must not write into it."""
+def trained_weights_dir(tmp_path_factory) -> Path:
+    """Every registered model trained for one step on tiny synthetic data and exported by torch
+    (NAME.onnx + NAME.pt, no cards), for the torch tier's export and checkpoint tests. Built once
+    (minutes), then reused from .pytest_cache/ while the code that makes them is unchanged. Tests
+    must not write into it."""
     import shutil
 
     from fer_core.export import export_model
@@ -148,13 +174,17 @@ def weights_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def results_dir(tmp_path_factory, weights_dir) -> Path:
     """A results/ folder as the Benchmarks page reads it: an ensemble run and a single-model run
-    of the tiny weights on synthetic test data, plus speed, load-run and batch-run records."""
+    of the tiny weights on synthetic test data, plus speed, load-run and batch-run records and
+    the shipped references."""
     import json
+    import shutil
 
     from fer_core.evaluate import evaluate
+    from fer_core.report import REFERENCES_FILE
     from fer_core.results import write_run
 
     out = tmp_path_factory.mktemp("results")
+    shutil.copy(REPO / "results" / REFERENCES_FILE, out / REFERENCES_FILE)
     data = tiny_data(n_train=16, n_val=8, n_test=21)
     for name in ("ensemble", "resnet18"):
         write_run(evaluate(name, "test", data=data, weights_dir=str(weights_dir), threads=1), out)
@@ -206,9 +236,9 @@ def results_dir(tmp_path_factory, weights_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def checkpoints_dir(weights_dir) -> Path:
-    """The fp32 training output (runs/NAME/best.pt) that `weights_dir` was exported from."""
-    return weights_dir.parent / "runs"
+def checkpoints_dir(trained_weights_dir) -> Path:
+    """The fp32 training output (runs/NAME/best.pt) that `trained_weights_dir` was exported from."""
+    return trained_weights_dir.parent / "runs"
 
 
 def run_python(*args: str, timeout: float = 300, env: dict[str, str] | None = None):

@@ -15,7 +15,15 @@ import pytest
 from conftest import run_python
 from PIL import Image
 
-from fer_core.batch import IMAGE_SUFFIXES, Unreadable, csv_header, iter_image_files, predict_paths, read_done
+from fer_core.batch import (
+    IMAGE_SUFFIXES,
+    BatchOptions,
+    Unreadable,
+    csv_header,
+    iter_image_files,
+    predict_paths,
+    read_done,
+)
 from fer_core.predict import Predictor
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
@@ -67,7 +75,7 @@ class Interrupted(Predictor):
 
 def _killed_run(predictor: Predictor, root: Path, out: Path, fmt: str, after: int, torn: str) -> None:
     with pytest.raises(KeyboardInterrupt):
-        predict_paths([root], fmt=fmt, output=str(out), progress=False, predictor=Interrupted(predictor, after))
+        predict_paths([root], Interrupted(predictor, after), BatchOptions(fmt=fmt, output=str(out), progress=False))
     with open(out, "a", newline="") as fh:
         fh.write(torn)  # SIGKILL in the middle of writing a row
 
@@ -107,7 +115,7 @@ def test_resume_csv_after_a_kill(predictor, folder, tmp_path, capsys):
     assert files[19] not in out.read_text()  # the last complete image is done again, not kept in part
     capsys.readouterr()
 
-    assert predict_paths([root], fmt="csv", output=str(out), progress=False, predictor=predictor, resume=True) == 1
+    assert predict_paths([root], predictor, BatchOptions(fmt="csv", output=str(out), progress=False, resume=True)) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and GARBAGE[1] in errors[0]  # only the garbage file after the resume point
     with open(out, newline="") as fh:
@@ -125,19 +133,19 @@ def test_resume_refuses_another_format(predictor, folder, tmp_path):
     out = tmp_path / "faces.csv"
     out.write_text('{"file": "a.jpg", "faces": []}\n')
     with pytest.raises(ValueError, match="CSV header"):
-        predict_paths([root], fmt="csv", output=str(out), progress=False, predictor=predictor, resume=True)
+        predict_paths([root], predictor, BatchOptions(fmt="csv", output=str(out), progress=False, resume=True))
     out.write_text("file,face\r\na.jpg,0\r\n")
     with pytest.raises(ValueError, match="JSON lines"):
-        predict_paths([root], fmt="json", output=str(out), progress=False, predictor=predictor, resume=True)
+        predict_paths([root], predictor, BatchOptions(fmt="json", output=str(out), progress=False, resume=True))
     with pytest.raises(ValueError, match="-o FILE"):
-        predict_paths([root], progress=False, predictor=predictor, resume=True)
+        predict_paths([root], predictor, BatchOptions(progress=False, resume=True))
 
 
 def test_output_order_is_deterministic(predictor, folder, tmp_path, capsys):
     root, files = folder
     outs = [tmp_path / "one.jsonl", tmp_path / "two.jsonl"]
     for out in outs:
-        assert predict_paths([root], output=str(out), progress=False, predictor=predictor) == 1
+        assert predict_paths([root], predictor, BatchOptions(output=str(out), progress=False)) == 1
     err = capsys.readouterr().err
     assert sum(line.startswith("error:") for line in err.splitlines()) == 4  # two garbage files, twice
     assert [json.loads(line)["file"] for line in outs[0].read_text().splitlines()] == files
@@ -252,7 +260,7 @@ def test_unreadable_entries_become_error_rows(predictor, tmp_path, capsys):
     _png(root / "ok.png")
     (root / "broken.jpg").symlink_to(root / "gone.jpg")
     out = tmp_path / "faces.jsonl"
-    assert predict_paths([root], output=str(out), progress=False, predictor=predictor, detect=False) == 1
+    assert predict_paths([root], predictor, BatchOptions(output=str(out), progress=False, detect=False)) == 1
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["file"] for r in rows] == [str(root / "broken.jpg"), str(root / "ok.png")]
     assert "broken symbolic link" in rows[0]["error"] and len(rows[1]["faces"]) == 1
@@ -274,8 +282,8 @@ def test_batch_csv_neutralises_formula_names_and_resumes_them(predictor, tmp_pat
     (tmp_path / GARBAGE_FORMULA).write_bytes(b"not an image")
     out = tmp_path / "out" / "faces.csv"
     out.parent.mkdir()
-    csv_run = {"fmt": "csv", "output": str(out), "progress": False, "predictor": predictor, "detect": False}
-    assert predict_paths(["."], **csv_run) == 1
+    csv_run = {"fmt": "csv", "output": str(out), "progress": False, "detect": False}
+    assert predict_paths(["."], predictor, BatchOptions(**csv_run)) == 1
 
     with open(out, newline="") as fh:
         header, *rows = list(csv.reader(fh))
@@ -293,7 +301,7 @@ def test_batch_csv_neutralises_formula_names_and_resumes_them(predictor, tmp_pat
     # --resume reads the quoted names back as the files they are: nothing is done twice
     done, failed = read_done(out, "csv", header)
     assert done == set(names[:-1]) and failed == 1  # the last file is redone, to be safe
-    assert predict_paths(["."], **csv_run, resume=True) == 1
+    assert predict_paths(["."], predictor, BatchOptions(**csv_run, resume=True)) == 1
     with open(out, newline="") as fh:
         assert [row[0] for row in list(csv.reader(fh))[1:]] == ["'" + n for n in names]
 
@@ -303,5 +311,5 @@ def test_batch_json_keeps_formula_names_as_they_are(predictor, tmp_path, monkeyp
     for name in FORMULA_NAMES:
         _png(tmp_path / name)
     out = tmp_path / "faces.jsonl"
-    assert predict_paths(["."], output=str(out), progress=False, predictor=predictor, detect=False) == 0
+    assert predict_paths(["."], predictor, BatchOptions(output=str(out), progress=False, detect=False)) == 0
     assert [json.loads(line)["file"] for line in out.read_text().splitlines()] == sorted(FORMULA_NAMES)

@@ -1,16 +1,18 @@
-"""The app speed benchmark writes a record the Benchmarks page can read."""
+"""The speed benchmarks (`python -m fer_core bench` and `bench-train`) write records the Benchmarks page can read."""
 
 from __future__ import annotations
 
 import json
 
-from fer_core import bench
+import pytest
+
+from fer_core import bench, cli
 from fer_core.registry import list_models
 
 
 def test_bench_writes_record(weights_dir, tmp_path, capsys):
     out = tmp_path / "bench_app.json"
-    assert bench.main(["--weights-dir", str(weights_dir), "--out", str(out), "--runs", "3"]) == 0
+    assert cli.main(["bench", "--weights-dir", str(weights_dir), "--out", str(out), "--runs", "3"]) == 0
     record = json.loads(out.read_text())
     assert record["schema"] == bench.BENCH_SCHEMA and record["models"] == list_models()
     assert record["photo"]["file"] == "astronaut.jpg"
@@ -24,17 +26,24 @@ def test_bench_writes_record(weights_dir, tmp_path, capsys):
     assert 0 < flip["min_ms"] <= flip["median_ms"] <= flip["max_ms"]
     assert cold["ready_s"] > 0 and cold["models"] == list_models()
     assert record["memory"]["rss_mb"] > 50
-    assert "analyze" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "analyze" in printed and printed.rstrip().endswith(f"-> {out}")
 
 
-def test_bench_train_times_the_real_training_step(tmp_path):
+@pytest.mark.torch
+def test_bench_train_times_the_real_training_step(tmp_path, capsys):
     from fer_core import bench_train
 
     out = tmp_path / "bench_train.json"
-    assert bench_train.main(["--model", "resnet18", "--steps", "2", "--batch-size", "8", "--out", str(out)]) == 0
+    argv = ["bench-train", "--model", "resnet18", "--steps", "2", "--batch-size", "8", "--out", str(out)]
+    assert cli.main(argv) == 0
     record = json.loads(out.read_text())
     assert record["schema"] == bench_train.BENCH_SCHEMA
     (row,) = record["models"]
     assert row["model"] == "resnet18" and row["steps_timed"] == 2 and row["batch_size"] == 8
     assert row["seconds_per_step"] > 0 and row["cpu_seconds_per_step"] > 0
     assert row["minutes_per_epoch"] == row["seconds_per_step"] * (28_709 // 8) / 60
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        f"resnet18: {row['seconds_per_step'] * 1000:.0f} ms/step -> {row['minutes_per_epoch']:.2f} min/epoch",
+        f"-> {out}",
+    ]

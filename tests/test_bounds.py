@@ -222,7 +222,9 @@ def test_run_bounds_at_their_edges(valid_run):
 
 def test_what_validation_accepts_renders(valid_run):
     """Accepted runs with staged histories, missing epochs and odd (valid) text all make figures."""
-    from fer_core.appdata import collect_histories, history_figure, summary_rows
+    from fer_core.results import collect_histories
+    from ui.figures import history_figure
+    from ui.tables import summary_rows
 
     run = json.loads(json.dumps(valid_run))
     model = run["models"][0]

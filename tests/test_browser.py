@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 import tools.loadrun as loadrun_tool
-from fer_core.appdata import model_title
-from fer_core.registry import list_models
+from fer_core.registry import list_models, model_title
 from tools.loadrun import main as loadrun
 from tools.loadrun import serving
 
@@ -89,6 +88,7 @@ def test_classify_and_benchmarks_in_chromium(playwright_api, server, astronaut_j
             browser.close()
 
 
+@pytest.mark.slow  # 20 s of load plus the server's start
 def test_loadrun_three_browsers_no_errors_no_leaks(playwright_api, weights_dir, results_dir, tmp_path, monkeypatch):
     """tools/loadrun.py in small: its own server, three pages uploading for 20 s and at least two photos
     each (on a slow machine three clients may not fit two photos each into 20 s), every photo answered."""

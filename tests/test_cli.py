@@ -32,9 +32,43 @@ def test_no_arguments_prints_usage():
     r = fer()
     assert r.returncode != 0
     assert "usage: python -m fer_core" in r.stderr
-    for command in ("train", "evaluate", "export", "predict", "models"):
+    for command in cli.COMMANDS:
         assert command in r.stderr
     _no_traceback(r)
+
+
+def test_every_command_a_user_runs_is_a_subcommand():
+    assert set(cli.COMMANDS) == {
+        *("train", "evaluate", "export", "predict", "card", "models"),
+        *("report", "bench", "bench-train", "data-stats"),
+    }
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_each_subcommand_has_help(command):
+    r = fer(command, "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: python -m fer_core {command}"), r.stdout
+    _no_traceback(r)
+
+
+def test_data_stats_prints_split_sizes_class_counts_and_pixel_statistics(tmp_path):
+    data = write_csv(tmp_path / "fer2013.csv", rows_per_usage=7)
+    r = fer("data-stats", "--data", str(data))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    one_each = "7 images, per class [1, 1, 1, 1, 1, 1, 1]"  # 7 rows per Usage, codes 0-6
+    assert lines[:3] == [f"{split:5s}      {one_each}" for split in ("train", "val", "test")]
+    assert lines[3].startswith("train pixel mean 0.") and " std 0." in lines[3] and len(lines) == 4
+
+
+def test_report_prints_the_results_and_references_tables(results_dir, capsys):
+    from fer_core.report import load_references, references_table, results_table
+    from fer_core.results import load_runs
+
+    assert cli.main(["report", "--results", str(results_dir)]) == 0
+    tables = [results_table(load_runs(results_dir)), references_table(load_references(results_dir))]
+    assert capsys.readouterr().out == "\n\n".join(tables) + "\n"
 
 
 def test_models_lists_the_registry():
@@ -195,10 +229,18 @@ def test_evaluate_all_writes_every_models_run_and_the_ensembles(weights_dir, tmp
     "args, message",
     [
         (["evaluate", "--model", "resnet18", "--data", "{tmp}/nowhere"], "error: no FER2013 data at {tmp}/nowhere"),
-        (["train", "--model", "resnet18", "--data", "{tmp}/nowhere", "--no-progress"], "error: no FER2013 data at"),
+        pytest.param(
+            ["train", "--model", "resnet18", "--data", "{tmp}/nowhere", "--no-progress"],
+            "error: no FER2013 data at",
+            marks=pytest.mark.torch,  # `train` and `export` import torch before they check their arguments
+        ),
         (["evaluate", "--model", "resnet50"], "error: unknown model 'resnet50'; known models: "),
         (["predict", "{tmp}/x.jpg", "--weights-dir", "{tmp}"], "error: no model weights in {tmp}"),
-        (["export", "--checkpoint", "{tmp}/x.pt"], "error: --checkpoint needs --out FILE.onnx"),
+        pytest.param(
+            ["export", "--checkpoint", "{tmp}/x.pt"],
+            "error: --checkpoint needs --out FILE.onnx",
+            marks=pytest.mark.torch,
+        ),
     ],
     ids=["missing-data-evaluate", "missing-data-train", "unknown-model", "no-weights", "bad-arguments"],
 )
@@ -227,3 +269,32 @@ def test_the_cli_turns_user_errors_into_messages(error, monkeypatch, capsys):
     assert cli.main(["predict", "photo.jpg"]) == 2
     captured = capsys.readouterr()
     assert captured.err == f"error: {error}\n" and captured.out == ""
+
+
+def test_train_flags_come_from_the_config_fields():
+    """Each TrainConfig flag field is one `train` option, parsed to the field's type; an option not
+    given leaves the field's default; the recipe flags (a card's command) are fields too."""
+    from dataclasses import fields
+
+    from fer_core.config import TrainConfig, flag_fields, recipe_flags
+
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        "train --model vgg16 --epochs 3 --lr 0.01 --crop 44 --teacher a.onnx b.onnx --no-progress".split()
+    )
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "resume")}
+    assert given == {
+        "model": "vgg16",
+        "epochs": 3,
+        "lr": 0.01,
+        "crop": 44,
+        "teacher": ["a.onnx", "b.onnx"],
+        "progress": False,
+    }
+    cfg = TrainConfig(**given)
+    assert cfg.batch_size == 64 and cfg.schedule == "onecycle" and cfg.ema == 0.0  # untouched defaults
+    options = {a.dest for a in parser._subparsers._group_actions[0].choices["train"]._actions}
+    assert {f.name for f in flag_fields()} <= options
+    assert set(recipe_flags()) <= {f.name for f in fields(TrainConfig)} and recipe_flags()[0] == "epochs"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--model", "vgg16", "--epochs", "three"])

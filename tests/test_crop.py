@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from conftest import tiny_data
 
-from fer_core.augment import random_crop
-from fer_core.checkpoint import architecture, load_checkpoint, model_from_checkpoint
-from fer_core.export import export_onnx
-from fer_core.models import build_model
 from fer_core.preprocess import TENCROP_SIZE, tta_views
 from fer_core.serving import OnnxModel
-from fer_core.train import TrainConfig, main
+
+torch = pytest.importorskip("torch")  # the torch tier: where torch is not installed, the module is skipped
+
+from fer_core.augment import random_crop  # noqa: E402
+from fer_core.checkpoint import architecture, load_checkpoint, model_from_checkpoint  # noqa: E402
+from fer_core.export import export_onnx  # noqa: E402
+from fer_core.models import build_model  # noqa: E402
+from fer_core.train import TrainConfig, main  # noqa: E402
+
+pytestmark = pytest.mark.torch
 
 
 def test_random_crop_takes_windows_of_each_image():

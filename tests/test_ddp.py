@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 from conftest import run_python, write_tree
 
-from fer_core.checkpoint import load_checkpoint
-from fer_core.train import rank_batches
+torch = pytest.importorskip("torch")  # the torch tier: where torch is not installed, the module is skipped
+
+from fer_core.checkpoint import load_checkpoint  # noqa: E402
+from fer_core.train import rank_batches  # noqa: E402
+
+pytestmark = pytest.mark.torch
 
 
 @pytest.mark.parametrize("n, batch_size, world", [(37, 8, 2), (64, 8, 2), (50, 4, 3), (20, 8, 1)])
@@ -26,6 +29,7 @@ def test_ranks_get_disjoint_equal_shards(n, batch_size, world):
         assert [b.tolist() for b in per_rank[0]] == [order[i : i + batch_size].tolist() for i in range(0, n - 7, 8)]
 
 
+@pytest.mark.slow  # two processes train for ~1 min on 2 cores
 def test_torchrun_trains_on_two_processes(tmp_path):
     data = write_tree(
         tmp_path / "data", {"train": ["Training"], "val": ["PublicTest"], "test": ["PrivateTest"]}, per_class=5

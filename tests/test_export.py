@@ -6,19 +6,23 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
 import pytest
-import torch
 from conftest import run_python, synthetic_faces
 
-from fer_core.checkpoint import TRAINING_KEYS, load_checkpoint, model_from_checkpoint, save_atomic
 from fer_core.errors import WeightsError
-from fer_core.export import MAX_ABS_DIFF, check_onnx_matches, export_model, export_onnx
 from fer_core.labels import EMOTIONS
 from fer_core.preprocess import softmax, to_model_input
 from fer_core.provenance import sha256_file
 from fer_core.registry import get_spec, list_models
 from fer_core.serving import META_KEY, ONNX_FORMAT, OnnxModel
+
+torch = pytest.importorskip("torch")  # the torch tier: where torch is not installed, the module is skipped
+onnx = pytest.importorskip("onnx")
+
+from fer_core.checkpoint import TRAINING_KEYS, load_checkpoint, model_from_checkpoint, save_atomic  # noqa: E402
+from fer_core.export import MAX_ABS_DIFF, check_onnx_matches, export_model, export_onnx  # noqa: E402
+
+pytestmark = pytest.mark.torch
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +46,9 @@ def _inputs() -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_onnx_logits_match_torch(name, weights_dir, fp32_model):
+def test_onnx_logits_match_torch(name, trained_weights_dir, fp32_model):
     model = fp32_model(name)
-    session = OnnxModel(weights_dir / f"{name}.onnx", threads=1)
+    session = OnnxModel(trained_weights_dir / f"{name}.onnx", threads=1)
     for x in _inputs():
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
@@ -53,17 +57,17 @@ def test_onnx_logits_match_torch(name, weights_dir, fp32_model):
         assert np.abs(ref - got).max() <= MAX_ABS_DIFF
 
 
-def test_the_export_check_catches_a_differing_network(weights_dir, checkpoints_dir):
+def test_the_export_check_catches_a_differing_network(trained_weights_dir, checkpoints_dir):
     model = model_from_checkpoint(load_checkpoint(checkpoints_dir / "resnet18" / "best.pt"))
     with torch.no_grad():
         model.body.fc[-1].bias.add_(0.01)
     with pytest.raises(RuntimeError, match="differ"):
-        check_onnx_matches(weights_dir / "resnet18.onnx", model)
+        check_onnx_matches(trained_weights_dir / "resnet18.onnx", model)
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_onnx_metadata_describes_the_model(name, weights_dir, checkpoints_dir):
-    proto = onnx.load(weights_dir / f"{name}.onnx")
+def test_onnx_metadata_describes_the_model(name, trained_weights_dir, checkpoints_dir):
+    proto = onnx.load(trained_weights_dir / f"{name}.onnx")
     meta = json.loads({p.key: p.value for p in proto.metadata_props}[META_KEY])
     assert meta["format"] == ONNX_FORMAT
     assert meta["model"] == name
@@ -74,7 +78,7 @@ def test_onnx_metadata_describes_the_model(name, weights_dir, checkpoints_dir):
     assert meta["checkpoint_sha256"] == sha256_file(checkpoints_dir / name / "best.pt")
     assert len(meta["history"]) == meta["epoch"] == 1
     # the serving side reads the same description
-    served = OnnxModel(weights_dir / f"{name}.onnx", threads=1)
+    served = OnnxModel(trained_weights_dir / f"{name}.onnx", threads=1)
     assert served.name == name and served.labels == list(EMOTIONS) and served.meta == meta
 
 
@@ -101,17 +105,17 @@ def test_export_refuses_a_checkpoint_not_selected_on_val(selected_on, checkpoint
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_slim_fp16_checkpoint_rebuilds_the_network(name, weights_dir, checkpoints_dir, fp32_model):
-    raw = torch.load(weights_dir / f"{name}.pt", map_location="cpu", weights_only=True)  # no allow-lists
+def test_slim_fp16_checkpoint_rebuilds_the_network(name, trained_weights_dir, checkpoints_dir, fp32_model):
+    raw = torch.load(trained_weights_dir / f"{name}.pt", map_location="cpu", weights_only=True)  # no allow-lists
     assert raw["storage"] == "fp16 weights, fp32 norms and biases"
     assert raw["model"] == name and raw["labels"] == list(EMOTIONS) and raw["selected_on"] == "val"
     assert not set(TRAINING_KEYS) & set(raw)
     floats = [v for v in raw["state_dict"].values() if v.is_floating_point()]
     assert floats and all(v.dtype == (torch.float16 if v.ndim > 1 else torch.float32) for v in floats)
     full_file = checkpoints_dir / name / "best.pt"
-    assert (weights_dir / f"{name}.pt").stat().st_size < 0.6 * full_file.stat().st_size
+    assert (trained_weights_dir / f"{name}.pt").stat().st_size < 0.6 * full_file.stat().st_size
 
-    half = model_from_checkpoint(load_checkpoint(weights_dir / f"{name}.pt"))
+    half = model_from_checkpoint(load_checkpoint(trained_weights_dir / f"{name}.pt"))
     full = fp32_model(name)
     x = torch.from_numpy(_inputs()[0])
     with torch.no_grad():

@@ -1,5 +1,5 @@
 """The package's shape: no import cycle inside fer_core (lazy imports inside functions count too),
-and no UI framework in the core."""
+and no UI framework (streamlit, plotly, the app's ui/ package) in the core."""
 
 from __future__ import annotations
 
@@ -68,6 +68,11 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_the_core_imports_no_streamlit():
-    users = {p.stem for p in PACKAGE.glob("*.py") if "streamlit" in _imports(p)}
-    assert not users, users
+def test_the_core_imports_no_ui_framework():
+    """Streamlit and Plotly belong to the app (app_state.py, pages/, ui/), never to fer_core."""
+    for framework in ("streamlit", "plotly"):
+        users = {p.stem for p in PACKAGE.glob("*.py") if framework in _imports(p)}
+        assert not users, (framework, users)
+    ui_users = {p.stem for p in PACKAGE.glob("*.py") if "ui" in _imports(p)}
+    assert not ui_users, ui_users
+    assert "plotly" in set().union(*(_imports(p) for p in (PACKAGE.parent / "ui").glob("*.py")))  # the walk sees it

@@ -271,5 +271,13 @@ def test_missing_and_oversized_files(predictor, tmp_path, monkeypatch):
         predictor.predict(big.read_bytes())
 
 
+def test_the_sample_photo_is_scikit_images_astronaut(astronaut_jpeg):
+    """assets/astronaut.jpg (the app's sample photo, and these tests') is made as assets/README.md says."""
+    skimage_data = pytest.importorskip("skimage.data")  # requirements-dev.txt only
+    buf = io.BytesIO()
+    Image.fromarray(skimage_data.astronaut()).save(buf, format="JPEG", quality=92)
+    assert astronaut_jpeg == buf.getvalue()
+
+
 def test_pillow_decompression_guard_stays_on():
     assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS >= 50_000_000

@@ -1,14 +1,14 @@
-"""The registry against reality: every model builds, gives (B, 7), and matches its metadata."""
+"""The registry against reality: every model builds, gives (B, 7), and matches its metadata.
+
+Building a network needs torch (the tests marked `torch`); the registry itself does not."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 import fer_core
 from fer_core import EMOTIONS, get_spec, list_models
 from fer_core.labels import FER_CSV_CODE_TO_INDEX
-from fer_core.models import build_model, count_parameters
 
 
 def test_registry_lists_the_three_study_models():
@@ -34,8 +34,13 @@ def test_csv_codes_map_to_our_names():
     assert names == {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "sad", 5: "surprise", 6: "neutral"}
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", list_models())
 def test_model_builds_and_matches_its_spec(name):
+    import torch
+
+    from fer_core.models import build_model, count_parameters
+
     spec = get_spec(name)
     torch.manual_seed(0)
     model = build_model(name).eval()
@@ -62,10 +67,15 @@ def test_spec_round_trips_as_plain_types():
         assert d["name"] == name
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_ends_on_a_3x3_map_at_48_pixels(name):
     """The 48x48 adaptations keep the last feature map at 3x3 (torchvision's strides would leave
     2x2 for ResNet18 and EfficientNetV2-S, 1x1 for VGG16): the pool sees where the parts of a face are."""
+    import torch
+
+    from fer_core.models import build_model
+
     model = build_model(name).eval()
     seen = []
     model.body.avgpool.register_forward_hook(lambda _m, inputs, _out: seen.append(tuple(inputs[0].shape)))

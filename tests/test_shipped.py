@@ -44,10 +44,10 @@ def test_shipped_weights_were_selected_on_publictest(name):
 
 @needs_weights
 def test_readme_table_is_the_stored_runs():
-    """The README's results table is exactly what `python -m fer_core.report` prints from results/."""
+    """The README's results table is exactly what `python -m fer_core report` prints from results/."""
     from fer_core.report import results_table
 
-    assert results_table(RUNS) in (REPO / "README.md").read_text(), "README is stale: python -m fer_core.report"
+    assert results_table(RUNS) in (REPO / "README.md").read_text(), "README is stale: python -m fer_core report"
 
 
 @needs_weights

@@ -14,13 +14,16 @@ import pytest
 import fer_core
 from fer_core.data import FERData, load_fer2013
 from fer_core.evaluate import evaluate
-from fer_core.export import export_model
 from fer_core.preprocess import predict_proba
 from fer_core.registry import list_models
 from fer_core.results import validate_run
-from fer_core.train import TrainConfig, main
 
-pytestmark = pytest.mark.slow
+pytest.importorskip("torch")  # the torch tier: where torch is not installed, the module is skipped
+
+from fer_core.export import export_model  # noqa: E402
+from fer_core.train import TrainConfig, main  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
 
 @functools.cache

@@ -7,6 +7,8 @@ import csv
 import json
 from collections import Counter
 
+import pytest
+
 from tools.batchrun import KINDS, check_output, plan
 from tools.batchrun import main as batchrun
 from tools.loadrun import levelled, percentile
@@ -70,6 +72,7 @@ def test_check_output_catches_missing_duplicated_and_wrong_errors(tmp_path):
     assert not check["errors_match_broken_files"]
 
 
+@pytest.mark.slow  # 150 images through the CLI twice, and a SIGKILL between
 def test_batchrun_kills_resumes_and_accounts_for_every_image(weights_dir, tmp_path, capsys):
     out = tmp_path / "batchrun.json"
     rc = batchrun(["--images", "150", "--kill-at", "0.3", "--weights-dir", str(weights_dir), "--out", str(out)])

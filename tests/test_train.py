@@ -6,18 +6,22 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from conftest import tiny_data
 
 from fer_core.cards import train_command, training_stages
-from fer_core.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, slim
 from fer_core.data import FERData, Split
 from fer_core.errors import WeightsError
 from fer_core.labels import EMOTIONS
 from fer_core.provenance import sha256_file
 from fer_core.registry import list_models
 from fer_core.results import training_record
-from fer_core.train import TrainConfig, main, training_loss
+
+torch = pytest.importorskip("torch")  # the torch tier: where torch is not installed, the module is skipped
+
+from fer_core.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, slim  # noqa: E402
+from fer_core.train import TrainConfig, main, training_loss  # noqa: E402
+
+pytestmark = pytest.mark.torch
 
 
 def _cfg(tmp_path, **kw) -> TrainConfig:

@@ -3,6 +3,8 @@
     python tools/batchrun.py --images 10000 --out results/batchrun.json
     python tools/batchrun.py --images 300 --weights-dir /tmp/w --out /tmp/batchrun.json
 
+A developer script, not a CLI command: it checks `python -m fer_core predict` from outside, killed and resumed.
+
 Builds a corpus in a temporary folder (generated here, nothing downloaded, deleted afterwards
 unless --keep): mostly photos made from the public-domain astronaut in assets/ at random sizes
 (256-1024 px), positions, brightness and formats (JPEG, PNG, WebP), some group pictures of 2-6

@@ -4,6 +4,8 @@
     FER_WEIGHTS_DIR=/path/to/weights python tools/loadrun.py --clients 2 --seconds 15 --out /tmp/loadrun.json
     python tools/loadrun.py --url http://127.0.0.1:8501 --pid 12345 --clients 5 --seconds 30 --out /tmp/lr.json
 
+A developer script, not a CLI command: it load-tests the Streamlit app and needs chromium and playwright.
+
 Unless --url is given, starts `streamlit run app.py` on 127.0.0.1 at a free port (FER_WEIGHTS_DIR and
 FER_RESULTS_DIR pass through to it) and stops it at the end. Then N headless Chromium pages (Debian's
 /usr/bin/chromium through playwright, each in its own browser context, so its own Streamlit session)

@@ -2,6 +2,8 @@
 
     python tools/screenshots.py --out docs/screenshots
 
+A developer script, not a CLI command: it refreshes the README's pictures and needs chromium and playwright.
+
 Starts `streamlit run app.py` on 127.0.0.1 (tools/loadrun.py's server), drives Debian's chromium
 through playwright, turns on the Classify page's sample photo (the public-domain astronaut that
 ships in assets/), and saves classify.jpg, benchmarks.jpg and about.jpg. Nothing is uploaded from

