@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_json_atomic
+from .calibration import FIT_SPLIT
 from .config import recipe_flags
 from .jsonfile import plain_json, read_json_file
 from .provenance import sha256_file
@@ -102,6 +103,11 @@ def _result_entry(run: dict[str, Any]) -> dict[str, Any]:
         "macro_f1": m["macro"]["f1"],
         "weighted_f1": m["weighted"]["f1"],
         "n": run["data"]["n"],
+        **(
+            {k: run["calibration"]["calibrated"][k] for k in ("ece", "nll", "brier")}
+            if run.get("calibration")
+            else {}
+        ),
         "run_file": run.get("_file"),
         "weights_sha256": {w["model"]: w["sha256"] for w in run["weights"]},
         "backend": run["timing"].get("backend"),
@@ -156,6 +162,11 @@ def build_card(
             "cost": training_cost(history, threads),
             "torch_version": meta.get("torch_version"),
             "from_scratch": not any(run["config"].get("pretrained") for run in training_chain(meta)),
+        },
+        "calibration": {  # weights/calibration.json's temperature for exactly this file (1.0: none fitted)
+            "temperature": model.temperature,
+            "fitted_on": FIT_SPLIT,
+            "command": "python -m fer_core calibrate",
         },
         "results": results,
         "files": files,

@@ -2,6 +2,7 @@
 
 python -m fer_core train    --model resnet18 [--data PATH] [--epochs N] [--out runs] [--resume] [--limit N]
 python -m fer_core evaluate --model resnet18|ensemble|all [--split val|test] [--tta none|flip|tencrop] [--out FILE]
+python -m fer_core calibrate [--data PATH] [--weights-dir weights]   # temperatures (val/) -> calibration.json
 python -m fer_core export   [--model NAME ...] [--runs runs] [--weights weights]
 python -m fer_core predict  PHOTO_OR_FOLDER ... [--no-detect] [--tta none|flip] [--format json|csv] [-o FILE [--resume]]
 python -m fer_core card     [--model NAME ...]   # weights/NAME.card.json from weights and results
@@ -92,6 +93,39 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro']['f1']:.4f}, weighted-F1 {m['weighted']['f1']:.4f}, "
             f"{run['timing']['images_per_second']:.0f} images/s -> {path}"
         )
+    return 0
+
+
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser(
+        "calibrate", help="fit each model's and the ensemble's temperature on val/ -> WEIGHTS_DIR/calibration.json"
+    )
+    p.add_argument("--data", help="data folder or fer2013.csv (default: $FER_DATA or data/fer2013)")
+    p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--limit", type=int, help="fit on the first N val images only (smoke runs)")
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import write_calibration
+    from .evaluate import calibrate
+    from .serving import DEFAULT_WEIGHTS_DIR
+
+    folder = args.weights_dir or DEFAULT_WEIGHTS_DIR
+    cal = calibrate(args.data, folder, args.threads, args.limit)
+    fitted = cal.info["fitted_on"]
+    print(f"temperatures fitted on {fitted['split']} ({fitted['n']} images, TTA {fitted['tta']}, by NLL):")
+    temps = {m: e["temperature"] for m, e in cal.models.items()}
+    if cal.ensemble:
+        temps["ensemble"] = cal.ensemble["temperature"]
+    for name, t in temps.items():
+        row = cal.info["metrics"][fitted["split"]][name]
+        before, after = row["raw"], row["calibrated"]
+        print(
+            f"  {name:18s} T={t:.4f}  ECE {before['ece']:.4f} -> {after['ece']:.4f}  "
+            f"NLL {before['nll']:.4f} -> {after['nll']:.4f}  Brier {before['brier']:.4f} -> {after['brier']:.4f}"
+        )
+    print(f"-> {write_calibration(cal, folder)}")
     return 0
 
 
@@ -274,6 +308,7 @@ def _run_models(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": _run_train,
     "evaluate": _run_evaluate,
+    "calibrate": _run_calibrate,
     "export": _run_export,
     "predict": _run_predict,
     "card": _run_card,
@@ -290,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_calibrate(sub)
     _add_export(sub)
     _add_predict(sub)
     _add_card(sub)

@@ -17,23 +17,24 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from . import __version__, ensemble
+from .calibration import FIT_SPLIT, FIT_TTA, Calibration, apply_temperature, calibration_metrics, fit_temperature
 from .data import FERData, Split, load_fer2013
-from .ensemble import mean_probs
+from .ensemble import combine, mean_probs
 from .errors import WeightsError
 from .labels import EMOTIONS
 from .metrics import classification_metrics
-from .preprocess import predict_proba
+from .preprocess import predict_proba_at
 from .provenance import git_commit, utc_timestamp
 from .registry import get_spec, list_models
 from .results import SCHEMA, training_record, validate_run
 from .runtime import open_weights
-from .serving import DEFAULT_WEIGHTS_DIR, default_threads, load_models, weights_path
+from .serving import DEFAULT_WEIGHTS_DIR, default_threads, ensemble_temperature, load_models, weights_path
 
 ENSEMBLE = ensemble.NAME
 
@@ -103,12 +104,20 @@ class Predictions:
     tta: str
     threads: int | None
     batch_size: int
-    probs: dict[str, np.ndarray]  # model name -> (N, 7) softmax
+    probs: dict[str, np.ndarray]  # model name -> (N, 7) softmax at the model's temperature (as served)
     seconds: dict[str, float]  # model name -> seconds its pass took
+    raw: dict[str, np.ndarray] = field(default_factory=dict)  # model name -> (N, 7) softmax at T = 1
+    temperatures: dict[str, float] = field(default_factory=dict)  # model name -> its temperature
 
     def only(self, name: str) -> Predictions:
         """The same pass, as if `name` had been the only model read."""
-        return replace(self, probs={name: self.probs[name]}, seconds={name: self.seconds[name]})
+        return replace(
+            self,
+            probs={name: self.probs[name]},
+            seconds={name: self.seconds[name]},
+            raw={name: self.raw[name]},
+            temperatures={name: self.temperatures[name]},
+        )
 
 
 def collect(
@@ -127,18 +136,27 @@ def collect(
     if limit is not None:
         s = s.subset(np.arange(min(limit, len(s))))
     probs: dict[str, np.ndarray] = {}
+    raw: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
+    temperatures = {name: float(model.temperature) for name, model in models.items()}
     for model_name, model in models.items():
         t0 = time.perf_counter()
-        probs[model_name] = predict_proba(model, s.images, tta=tta, batch_size=batch_size)
+        raw[model_name], probs[model_name] = predict_proba_at(
+            model, s.images, (1.0, temperatures[model_name]), tta, batch_size
+        )
         seconds[model_name] = time.perf_counter() - t0
-    return Predictions(data, split, s, tta, threads, batch_size, probs, seconds)
+    return Predictions(data, split, s, tta, threads, batch_size, probs, seconds, raw, temperatures)
 
 
 def make_run(name: str, models: dict[str, Any], preds: Predictions) -> dict[str, Any]:
-    """One validated run of `name` (a model, or the ensemble of `models`): the metrics of the mean of
-    its models' probabilities, with the samples, the weights' training records and the timing."""
-    final = mean_probs(preds.probs.values())
+    """One validated run of `name` (a model, or the ensemble of `models`): the metrics of the
+    probabilities the app serves (each model's at its temperature; an ensemble's, their mean at the
+    ensemble's temperature), the calibration before and after, the samples, the weights' training
+    records and the timing."""
+    t_ensemble = ensemble_temperature(models) if len(models) > 1 else None
+    final = combine(preds.probs.values(), t_ensemble or 1.0)
+    raw = mean_probs(preds.raw.values())
+    y = preds.split.labels
     records = {m: training_record(model.meta) for m, model in models.items()}
     run = {
         "schema": SCHEMA,
@@ -155,7 +173,13 @@ def make_run(name: str, models: dict[str, Any], preds: Predictions) -> dict[str,
         "split": preds.split_name,
         "tta": preds.tta,
         "labels": list(EMOTIONS),
-        "metrics": classification_metrics(preds.split.labels, final),
+        "metrics": classification_metrics(y, final),
+        "calibration": {
+            "temperatures": dict(preds.temperatures),
+            "ensemble_temperature": t_ensemble,
+            "raw": calibration_metrics(raw, y),  # every temperature 1: the networks' own softmax
+            "calibrated": calibration_metrics(final, y),  # what `metrics` and `samples` hold
+        },
         "samples": _samples(preds, final),
         "history": {m: record[0] for m, record in records.items()},
         "selection": {m: {**record[1], "split": models[m].meta.get("selected_on")} for m, record in records.items()},
@@ -165,6 +189,60 @@ def make_run(name: str, models: dict[str, Any], preds: Predictions) -> dict[str,
         "created_utc": utc_timestamp(),
     }
     return validate_run(run)
+
+
+def calibrate(
+    data: FERData | str | None = None,
+    weights_dir: str | None = None,
+    threads: int | None = None,
+    limit: int | None = None,
+) -> Calibration:
+    """Fit each model's temperature and the ensemble's on PublicTest (`val/`, the app's default
+    view), for the ONNX files in `weights_dir`: a Calibration to write beside them. PrivateTest is
+    never read. Each model's T minimises its NLL; the ensemble's T then minimises the NLL of the
+    mean of the calibrated models (with one model, there is no ensemble temperature)."""
+    folder = weights_dir or DEFAULT_WEIGHTS_DIR
+    names = [m for m in list_models() if weights_path(m, folder).is_file()]
+    if not names:
+        raise WeightsError(f"no ONNX weights in {folder} to calibrate; export them first")
+    models = load_models(names, folder, threads)
+    preds = collect(models, data, FIT_SPLIT, FIT_TTA, threads, limit=limit)
+    y = preds.split.labels
+    entries: dict[str, dict[str, Any]] = {}
+    metrics: dict[str, dict[str, Any]] = {}
+    calibrated: dict[str, np.ndarray] = {}
+
+    def summary(p: np.ndarray) -> dict[str, float]:
+        full = calibration_metrics(p, y)
+        return {k: round(full[k], 6) for k in ("ece", "nll", "brier", "accuracy", "mean_confidence")}
+
+    for name, model in models.items():
+        t = fit_temperature(preds.raw[name], y)
+        calibrated[name] = apply_temperature(preds.raw[name], t)  # exact: one view, so p = softmax(z)
+        entries[name] = {"temperature": round(t, 6), "sha256": model.sha256, "file": model.path.name}
+        metrics[name] = {"raw": summary(preds.raw[name]), "calibrated": summary(calibrated[name])}
+    ensemble_entry = None
+    if len(models) > 1:
+        mean = mean_probs(calibrated.values())
+        t = fit_temperature(mean, y)
+        ensemble_entry = {"temperature": round(t, 6), "models": {m: models[m].sha256 for m in models}}
+        metrics[ENSEMBLE] = {
+            "raw": summary(mean_probs(preds.raw.values())),
+            "calibrated": summary(apply_temperature(mean, t)),
+        }
+    info = {
+        "fitted_on": {
+            "split": FIT_SPLIT,
+            "tta": FIT_TTA,
+            "n": len(preds.split),
+            "layout": preds.data.layout,
+            "criterion": "negative log-likelihood",
+        },
+        "metrics": {FIT_SPLIT: metrics},
+        "git_commit": git_commit(),
+        "created_utc": utc_timestamp(),
+    }
+    return Calibration(models=entries, ensemble=ensemble_entry, info=info)
 
 
 def _samples(preds: Predictions, final: np.ndarray) -> dict[str, Any]:

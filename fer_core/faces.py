@@ -129,8 +129,6 @@ def crop_face(gray: np.ndarray, box: Box, margin: float = CROP_MARGIN) -> np.nda
     return resize_face(inside)
 
 
-
-
 def one_face(gray: np.ndarray, region: str = "centre") -> tuple[Box, np.ndarray]:
     """The image read as one face, never stretched: "centre" is its centred square (the sides of
     a wide photo are left out), "whole" is all of it, edge-padded to a square."""

@@ -24,14 +24,14 @@ from PIL import Image
 
 from . import csvsafe
 from .ensemble import NAME as ENSEMBLE_NAME
-from .ensemble import mean_probs
+from .ensemble import combine
 from .errors import WeightsError
 from .faces import Box, FaceDetector, crop_face, one_face
 from .imageio import FORMATS, ImageSource, load_image, to_gray
 from .labels import EMOTIONS
 from .preprocess import check_tta, predict_proba
 from .registry import list_models
-from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, load_models, weights_path
+from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, ensemble_temperature, load_models, weights_path
 
 MAX_FACES = 20  # a group photo beyond this is cut to the 20 largest faces (and the caller told)
 
@@ -89,6 +89,7 @@ class Analysis:
     faces_found: int  # faces the detector found, before the MAX_FACES cap
     timings_ms: dict[str, float]
     tta: str = "none"  # the views each face was read in (preprocess.TTA_MODES): "flip" adds its mirror
+    temperatures: dict[str, float] = field(default_factory=dict)  # the calibration applied (Predictor.temperatures)
 
     @property
     def truncated(self) -> bool:
@@ -108,6 +109,9 @@ class Predictor:
         if not models:
             raise WeightsError("a Predictor needs at least one model")
         self.models = models
+        # Each model's probabilities are calibrated (OnnxModel.temperature); the ensemble averages
+        # them and applies its own temperature, fitted for exactly these files (1.0 for any other set).
+        self.ensemble_temperature = ensemble_temperature(models)
         self.detector = detector or FaceDetector()
         self.max_faces = max_faces
         # Shared by every session of the app: at most this many photos are decoded and analysed at
@@ -137,6 +141,16 @@ class Predictor:
     @property
     def model_names(self) -> list[str]:
         return list(self.models)
+
+    @property
+    def temperatures(self) -> dict[str, float]:
+        """Each model's temperature and the ensemble's (1.0: uncalibrated), as every output applies them."""
+        temps = {m: float(model.temperature) for m, model in self.models.items()}
+        return {**temps, ENSEMBLE_NAME: self.ensemble_temperature}
+
+    @property
+    def calibrated(self) -> bool:
+        return any(t != 1.0 for t in self.temperatures.values())
 
     def predict(
         self,
@@ -203,9 +217,13 @@ class Predictor:
         probs = {}
         for name, model in self.models.items():
             t = time.perf_counter()
-            probs[name] = predict_proba(model, faces, tta=tta) if len(faces) else np.zeros((0, len(EMOTIONS)))
+            probs[name] = (
+                predict_proba(model, faces, tta=tta, temperature=model.temperature)
+                if len(faces)
+                else np.zeros((0, len(EMOTIONS)))
+            )
             timings[name] = (time.perf_counter() - t) * 1000
-        ensemble = mean_probs(probs.values()) if len(faces) else np.zeros((0, len(EMOTIONS)))
+        ensemble = combine(probs.values(), self.ensemble_temperature) if len(faces) else np.zeros((0, len(EMOTIONS)))
         labels = tuple(next(iter(self.models.values())).labels)  # from the weights (checked == EMOTIONS)
         results = [
             FacePrediction(
@@ -218,7 +236,7 @@ class Predictor:
             for i, b in enumerate(boxes)
         ]
         timings["total"] = (time.perf_counter() - t0) * 1000
-        return Analysis(im, results, detect, found, timings, tta)
+        return Analysis(im, results, detect, found, timings, tta, self.temperatures)
 
 
 # --- exports: what the app's download buttons write ----------------------------------------------
@@ -237,6 +255,7 @@ def export_json(results: Sequence[tuple[str, Analysis]]) -> bytes:
             "faces_found": analysis.faces_found,
             "truncated": analysis.truncated,
             "tta": analysis.tta,
+            "temperatures": analysis.temperatures,
             "timings_ms": {k: round(v, 3) for k, v in analysis.timings_ms.items()},
             "faces": [{"face": i + 1, **face.to_dict()} for i, face in enumerate(analysis.faces)],
         }

@@ -70,18 +70,27 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def predict_proba(logits_fn, faces: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
-    """Softmax probabilities (N, 7) of `logits_fn` over faces, averaged over TTA views.
+def predict_proba(
+    logits_fn, faces: np.ndarray, tta: str = "none", batch_size: int = 256, temperature: float = 1.0
+) -> np.ndarray:
+    """Softmax probabilities (N, 7) of `logits_fn` over faces, averaged over TTA views, with the
+    logits divided by `temperature` (a model's calibration, fer_core.calibration) before the softmax.
 
     `logits_fn` maps a (B, 1, 48, 48) float32 array to (B, 7) logits: an ONNX Runtime session or a
     torch module wrapped the same way. This is the one inference loop of the project.
     """
-    out = []
+    return predict_proba_at(logits_fn, faces, (temperature,), tta, batch_size)[0]
+
+
+def predict_proba_at(
+    logits_fn, faces: np.ndarray, temperatures: tuple[float, ...], tta: str = "none", batch_size: int = 256
+) -> list[np.ndarray]:
+    """`predict_proba` at each of `temperatures`, from one pass of the network (evaluation records
+    the raw probabilities, T = 1, beside the calibrated ones)."""
+    out: list[list[np.ndarray]] = [[] for _ in temperatures]
     for start in range(0, len(faces), batch_size):
         chunk = faces[start : start + batch_size]
-        views = tta_views(chunk, tta)
-        probs = sum(softmax(np.asarray(logits_fn(to_model_input(v)), dtype=np.float64)) for v in views)
-        out.append(probs / len(views))
-    if not out:
-        return np.zeros((0, NUM_CLASSES))
-    return np.concatenate(out)
+        views = [np.asarray(logits_fn(to_model_input(v)), dtype=np.float64) for v in tta_views(chunk, tta)]
+        for i, t in enumerate(temperatures):
+            out[i].append(sum(softmax(z / t) for z in views) / len(views))
+    return [np.concatenate(o) if o else np.zeros((0, NUM_CLASSES)) for o in out]

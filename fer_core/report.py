@@ -46,13 +46,15 @@ def references_table(refs: Sequence[dict[str, Any]]) -> str:
 
 
 def results_table(runs: list[dict[str, Any]]) -> str:
-    """Markdown: one row per model and TTA, PublicTest and PrivateTest side by side."""
+    """Markdown: one row per model and TTA, PublicTest and PrivateTest side by side, and the
+    PrivateTest expected calibration error of the served (calibrated) probabilities."""
     rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for run in runs:
         rows.setdefault((run["name"], run["tta"]), {})[run["split"]] = run
     lines = [
-        "| model | TTA | PublicTest acc | PublicTest macro-F1 | PrivateTest acc | PrivateTest macro-F1 | best epoch |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| model | TTA | PublicTest acc | PublicTest macro-F1 | PrivateTest acc | PrivateTest macro-F1 "
+        "| PrivateTest ECE | best epoch |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for (_name, tta), by_split in sorted(rows.items(), key=lambda kv: (_ORDER.get(kv[0][0], 9), kv[0][1] != "none")):
         cells = []
@@ -63,6 +65,8 @@ def results_table(runs: list[dict[str, Any]]) -> str:
             else:
                 m = run["metrics"]
                 cells += [f"{100 * m['accuracy']:.2f} %", f"{m['macro']['f1']:.3f}"]
+        test_cal = (by_split.get("test") or {}).get("calibration")
+        cells.append(f"{test_cal['calibrated']['ece']:.3f}" if test_cal else "")
         any_run = next(iter(by_split.values()))
         epochs = ", ".join(
             f"{sel.get('epoch')}/{len(any_run['history'].get(m, []))}" for m, sel in any_run["selection"].items()

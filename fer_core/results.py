@@ -22,7 +22,8 @@ from .ensemble import mean_probs
 from .labels import EMOTIONS
 from .registry import model_title
 
-SCHEMA = "fer_core.run/1"
+SCHEMA = "fer_core.run/2"  # what evaluate writes: run/1 plus the `calibration` block
+READ_SCHEMAS = ("fer_core.run/1", SCHEMA)  # what the reader accepts (run/1: written before calibration)
 MAX_RUN_BYTES = 5 * 1024 * 1024  # ~6x the largest stored run (0.85 MB); under the app's 10 MB upload cap
 # What one run may hold, so that no file, however small, costs the dashboard more than a stored run
 # does: a 1.1 MB run with 30,000 one-row models in its history took 59 s of CPU per page rerun.
@@ -61,8 +62,8 @@ def validate_run(run: Any) -> dict[str, Any]:
     """Return `run` if it follows the schema, else raise RunSchemaError saying what is wrong."""
     if not isinstance(run, dict):
         raise RunSchemaError("a run file must hold one JSON object")
-    if run.get("schema") != SCHEMA:
-        raise RunSchemaError(f"schema is {run.get('schema')!r}; expected {SCHEMA!r}")
+    if run.get("schema") not in READ_SCHEMAS:
+        raise RunSchemaError(f"schema is {run.get('schema')!r}; expected one of {', '.join(READ_SCHEMAS)}")
     for key, typ in _REQUIRED.items():
         if key not in run:
             raise RunSchemaError(f"missing field {key!r}")
@@ -131,7 +132,41 @@ def validate_run(run: Any) -> dict[str, Any]:
             raise RunSchemaError("samples.per_model must have one entry per model of the run")
         if any(not isinstance(v, list) or len(v) != n or not _probability_rows(v, k) for v in per_model.values()):
             raise RunSchemaError(f"samples.per_model lists must have data.n rows of {k} probabilities")
+    if run["schema"] != READ_SCHEMAS[0]:
+        _check_calibration(run)
     return run
+
+
+def _check_calibration(run: dict[str, Any]) -> None:
+    """The run/2 `calibration` block: temperatures, and the metrics before (raw) and after."""
+    c = run.get("calibration")
+    if not isinstance(c, dict):
+        raise RunSchemaError("missing field 'calibration' (an object)")
+    temps = c.get("temperatures")
+    if not isinstance(temps, dict) or set(temps) != set(run["models"]):
+        raise RunSchemaError("calibration.temperatures must give one temperature per model of the run")
+    if not all(_number(t, 0.01, 100) for t in temps.values()):
+        raise RunSchemaError("calibration.temperatures must be numbers from 0.01 to 100")
+    if c.get("ensemble_temperature") is not None and not _number(c["ensemble_temperature"], 0.01, 100):
+        raise RunSchemaError("calibration.ensemble_temperature must be a number from 0.01 to 100, or null")
+    for part in ("raw", "calibrated"):
+        m = c.get(part)
+        if not isinstance(m, dict):
+            raise RunSchemaError(f"calibration.{part} must be an object")
+        for key, hi in (("ece", 1), ("nll", float("inf")), ("brier", 2), ("accuracy", 1), ("mean_confidence", 1)):
+            if not _number(m.get(key), 0, hi):
+                raise RunSchemaError(f"calibration.{part}.{key} must be a number from 0 to {hi}")
+        r = m.get("reliability")
+        bins = m.get("bins")
+        if not (isinstance(bins, int) and 1 <= bins <= 100 and isinstance(r, dict)):
+            raise RunSchemaError(f"calibration.{part} needs bins (1 to 100) and a reliability object")
+        count, conf, acc = r.get("count"), r.get("confidence"), r.get("accuracy")
+        if not all(isinstance(v, list) and len(v) == bins for v in (count, conf, acc)):
+            raise RunSchemaError(f"calibration.{part}.reliability must hold count, confidence, accuracy per bin")
+        if any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in count):
+            raise RunSchemaError(f"calibration.{part}.reliability.count must hold non-negative integers")
+        if any(v is not None and not _number(v, 0, 1) for v in conf + acc):
+            raise RunSchemaError(f"calibration.{part}.reliability values must be in [0, 1] or null")
 
 
 _HISTORY_NUMBERS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "cpu_seconds")
@@ -231,7 +266,8 @@ def load_runs(folder: str | os.PathLike = "results") -> list[dict[str, Any]]:
     for f in sorted(Path(folder).glob("*.json")):
         try:
             raw = f.read_bytes()
-            if b'"schema":"' + SCHEMA.encode() not in raw[:200] and SCHEMA.encode() not in raw[:4096]:
+            head = raw[:4096]
+            if not any(schema.encode() in head for schema in READ_SCHEMAS):
                 continue
             run = parse_run(raw, f.name)
         except (RunSchemaError, OSError):  # not a run, or unreadable (a folder, no permission): skip it

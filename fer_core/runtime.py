@@ -67,7 +67,10 @@ def torch_logits_fn(model, device, precision: str = "fp32", channels_last: bool 
 
 
 class TorchCheckpointModel:
-    """A .pt checkpoint behind the same interface as OnnxModel (imports torch)."""
+    """A .pt checkpoint behind the same interface as OnnxModel (imports torch); never calibrated:
+    temperatures are fitted for exported files (`python -m fer_core calibrate`)."""
+
+    temperature = 1.0
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         import torch
@@ -98,6 +101,7 @@ class TorchCheckpointModel:
             "bytes": self.path.stat().st_size,
             "parameters": int(self.meta["parameters"]),
             "checkpoint_sha256": sha,
+            "temperature": self.temperature,
         }
 
 

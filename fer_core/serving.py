@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .calibration import CalibrationError, load_calibration
 from .errors import WeightsError
 from .labels import EMOTIONS
 from .provenance import sha256_file
@@ -66,7 +67,8 @@ def recorded_sha256(onnx_path: str | os.PathLike) -> str | None:
 
 
 class OnnxModel:
-    """One exported network: `model(x)` maps (B, 1, 48, 48) float32 in [0, 1] to (B, 7) logits.
+    """One exported network: `model(x)` maps (B, 1, 48, 48) float32 in [0, 1] to (B, 7) logits;
+    `model.temperature` is what its logits are divided by before the softmax (fer_core.calibration).
 
     ONNX Runtime's `InferenceSession.run` is thread-safe, so one instance serves every app
     session and thread.
@@ -131,6 +133,12 @@ class OnnxModel:
         if self.labels != list(EMOTIONS):
             raise WeightsError(f"{self.path} predicts {self.labels}, this package uses {list(EMOTIONS)}")
         self.input_name = self.session.get_inputs()[0].name
+        # The temperature fitted on PublicTest for exactly this file (weights/calibration.json);
+        # 1.0 (raw softmax) for weights no temperature was fitted for.
+        try:
+            self.temperature = load_calibration(self.path.parent).temperature(self.name, self._sha256)
+        except CalibrationError as exc:
+            raise WeightsError(str(exc)) from None
         release_freed_memory()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -149,6 +157,7 @@ class OnnxModel:
             "bytes": self.path.stat().st_size,
             "parameters": int(self.meta.get("parameters", 0)),
             "checkpoint_sha256": self.meta.get("checkpoint_sha256"),
+            "temperature": self.temperature,
         }
 
 
@@ -163,3 +172,17 @@ def load_models(
     """Load the ONNX weights of `names` (default: every registered model), in registry order."""
     names = names or list_models()
     return {name: OnnxModel(weights_path(name, weights_dir), threads, expected=name) for name in names}
+
+
+def ensemble_temperature(models: dict[str, Any]) -> float:
+    """The ensemble temperature fitted for exactly these models' files (all ONNX, in one folder), else 1.0."""
+    if len(models) < 2 or not all(isinstance(m, OnnxModel) for m in models.values()):
+        return 1.0
+    folders = {m.path.parent.resolve() for m in models.values()}
+    if len(folders) != 1:
+        return 1.0
+    try:
+        calibration = load_calibration(folders.pop())
+    except CalibrationError as exc:
+        raise WeightsError(str(exc)) from None
+    return calibration.ensemble_temperature({name: m.sha256 for name, m in models.items()})

@@ -12,13 +12,22 @@ from fer_core.report import load_references
 from fer_core.results import (
     MAX_RUN_BYTES,
     MAX_RUN_UPLOADS,
+    READ_SCHEMAS,
     agreement,
     collect_histories,
     per_model_probs,
+    run_title,
     subset_ensemble,
 )
-from ui.figures import PER_CLASS_METRICS, confusion_figure, history_figure, memory_figure, per_class_figure
-from ui.tables import batch_run_view, bench_view, load_run_view, reference_rows, summary_rows
+from ui.figures import (
+    PER_CLASS_METRICS,
+    confusion_figure,
+    history_figure,
+    memory_figure,
+    per_class_figure,
+    reliability_figure,
+)
+from ui.tables import batch_run_view, bench_view, calibration_rows, load_run_view, reference_rows, summary_rows
 from ui.text import comparison_labels, escape_markdown, run_label
 
 st.title("Benchmarks")
@@ -27,7 +36,8 @@ st.caption(f"Evaluation runs read from `{results_dir()}`. Checkpoints were selec
 runs = get_runs()
 with st.expander("Add your own run files"):
     user_files = st.file_uploader(
-        f"Run files written by `python -m fer_core evaluate` (schema fer_core.run/1): up to {MAX_RUN_UPLOADS} "
+        f"Run files written by `python -m fer_core evaluate` (schema {' or '.join(READ_SCHEMAS)}): up to "
+        f"{MAX_RUN_UPLOADS} "
         f"files of at most {MAX_RUN_BYTES // 2**20} MB",
         type=["json"],
         accept_multiple_files=True,
@@ -65,6 +75,27 @@ else:
         first = labels[picked[0]]
         fig = per_class_figure({k: labels[k]["metrics"] for k in picked}, first["labels"], ["f1", *extra])
         st.plotly_chart(fig, key="per-class")
+
+    st.header("Calibration: does 70 % mean 70 %?")
+    calibrated = {k: r for k, r in labels.items() if r.get("calibration")}
+    if not calibrated:
+        st.info("These runs were written before calibration (schema run/1): evaluate again to see it.")
+    else:
+        st.caption(
+            "Each model's logits are divided by a temperature fitted on PublicTest (val/) alone, and the "
+            "ensemble's average by one of its own; a temperature never changes a model's answer. All figures "
+            "on this page are of the calibrated probabilities, the ones the app shows. A calibrated model "
+            "lies on the diagonal: of the faces it reads with 70 % confidence, 70 % are right. ECE is the "
+            "images-weighted mean gap over 15 bins."
+        )
+        shown = [k for k in compared if k in calibrated] or list(calibrated)[:4]
+        picked_cal = st.multiselect("Runs", list(calibrated), default=shown, key="cal-runs")
+        if picked_cal:
+            st.plotly_chart(
+                reliability_figure({run_title(calibrated[k]): calibrated[k]["calibration"] for k in picked_cal}),
+                key="reliability",
+            )
+        st.dataframe(pd.DataFrame(calibration_rows(list(calibrated.values()))), hide_index=True)
 
     st.header("Training curves")
     histories = collect_histories(runs)

@@ -191,8 +191,10 @@ def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path, results_dir)
 def test_benchmarks_page(app_env, results_dir):
     at = start("pages/benchmarks.py")
     assert not at.error
-    assert len(at.get("plotly_chart")) >= 3  # confusion matrix, per-class scores, training curves
-    summary, references = at.dataframe
+    assert len(at.get("plotly_chart")) >= 4  # confusion matrix, per-class scores, reliability, training curves
+    assert "Calibration: does 70 % mean 70 %?" in [h.value for h in at.header]
+    summary, calibration, references = at.dataframe
+    assert len(calibration.value) == 2 and "ECE after" in calibration.value
     assert len(summary.value) == 2
     assert set(references.value["kind"]) == {"measured here", "reported elsewhere"}
     metrics = {m.label: m.value for m in at.metric}

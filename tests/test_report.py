@@ -23,7 +23,7 @@ def test_write_replaces_only_the_table(results_dir, tmp_path):
     from fer_core.cli import main
 
     readme = tmp_path / "README.md"
-    old = "| model | TTA | PublicTest acc | PublicTest macro-F1 | PrivateTest acc | PrivateTest macro-F1 | best epoch |"
+    old = results_table([]).splitlines()[0]
     old_refs = references_table([]).splitlines()[0]
     readme.write_text(
         f"# Title\n\ntext before\n\n{old}\n|---|\n| Old | none | 1 % |\n\n"

@@ -106,3 +106,25 @@ def test_stored_accuracy_is_reproduced_from_the_shipped_weights(real_data):
         assert acc == pytest.approx(run["metrics"]["accuracy"], abs=1e-3), run["_file"]
         checked += 1
     assert checked, "no run to re-check"
+
+
+@needs_weights
+def test_shipped_temperatures_are_fitted_for_the_shipped_files_on_publictest():
+    """weights/calibration.json names each shipped file by its hash, was fitted on val/, and every
+    stored run applied exactly those temperatures (`python -m fer_core calibrate` after new weights)."""
+    from fer_core.calibration import load_calibration
+
+    cal = load_calibration(WEIGHTS)
+    hashes = {name: sha256_file(WEIGHTS / f"{name}.onnx") for name in SHIPPED}
+    assert {m: e["sha256"] for m, e in cal.models.items()} == hashes, "calibration is stale: fer_core calibrate"
+    assert cal.ensemble is not None and cal.ensemble["models"] == hashes
+    assert cal.info["fitted_on"]["split"] == "val" and cal.info["fitted_on"]["n"] == 3589
+    for run in RUNS:
+        c = run.get("calibration")
+        assert c is not None, f"{run['_file']} was written before calibration: evaluate again"
+        assert c["temperatures"] == {m: cal.models[m]["temperature"] for m in run["models"]}, run["_file"]
+        if len(run["models"]) == len(SHIPPED):
+            assert c["ensemble_temperature"] == cal.ensemble["temperature"], run["_file"]
+        # a model's temperature never changes its answers
+        if len(run["models"]) == 1:
+            assert c["raw"]["accuracy"] == c["calibrated"]["accuracy"], run["_file"]

@@ -445,3 +445,24 @@ def test_read_json_file_refuses_deep_nesting_and_cleans_lone_surrogates(tmp_path
     assert set(found) == {"lone.card.json", "raw.card.json"} and unreadable == ["deep.card.json", "nested.card.json"]
     json.dumps(found, ensure_ascii=False).encode("utf-8")  # what Streamlit does with it: no UnicodeEncodeError
     tables.card_rows(found)
+
+
+def test_reliability_figure_and_calibration_rows(results_dir):
+    runs = load_runs(results_dir)
+    cal = {results.run_title(r): r["calibration"] for r in runs}
+    fig = figures.reliability_figure(cal)
+    curves = [t for t in fig.data if t.legendgroup]
+    assert len(curves) == 2 * len(runs)  # before and after, per run
+    for run, (before, after) in zip(runs, zip(curves[::2], curves[1::2], strict=True), strict=True):
+        for trace, part in ((before, "raw"), (after, "calibrated")):
+            r = run["calibration"][part]["reliability"]
+            assert list(trace.x) == [c for c, n in zip(r["confidence"], r["count"], strict=True) if n]
+        assert sum(after.customdata) == run["data"]["n"]  # every image in some bin
+        assert f"ECE {run['calibration']['calibrated']['ece']:.3f}" in after.name
+    rows = tables.calibration_rows(runs)
+    assert len(rows) == len(runs)
+    assert rows[0]["ECE after"] == round(runs[0]["calibration"]["calibrated"]["ece"], 4)
+    summary = tables.summary_rows(runs)
+    assert all(row["ECE"] is not None and row["NLL"] > 0 for row in summary)
+    old = {k: v for k, v in runs[0].items() if k != "calibration"}  # a run/1 file
+    assert tables.calibration_rows([old]) == [] and tables.summary_rows([old])[0]["ECE"] is None

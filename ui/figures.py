@@ -174,6 +174,65 @@ def history_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.F
     return fig
 
 
+def reliability_figure(curves: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Reliability diagrams: per run, accuracy against mean confidence in each bin of the top
+    probability, before calibration (every temperature 1) and after (what is served), with the
+    diagonal a calibrated model lies on. `curves` maps a name to a run's `calibration` block."""
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=["before: the networks' own softmax", "after: calibrated (what the app shows)"],
+        horizontal_spacing=0.08,
+        shared_yaxes=True,
+    )
+    for col in (1, 2):
+        fig.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                line={"color": "#999999", "dash": "dot", "width": 1},
+                name="calibrated (accuracy = confidence)",
+                showlegend=col == 1,
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=col,
+        )
+    for j, (name, cal) in enumerate(curves.items()):
+        colour = PALETTE[j % len(PALETTE)]
+        title = escape_plotly_text(name)  # a run's title comes from its file
+        for col, part in ((1, "raw"), (2, "calibrated")):
+            m = cal[part]
+            r = m["reliability"]
+            pts = [
+                (c, a, n)
+                for c, a, n in zip(r["confidence"], r["accuracy"], r["count"], strict=True)
+                if n and c is not None and a is not None
+            ]
+            fig.add_trace(
+                go.Scatter(
+                    x=[c for c, _, _ in pts],
+                    y=[a for _, a, _ in pts],
+                    customdata=[n for _, _, n in pts],
+                    mode="lines+markers",
+                    name=f"{title} (ECE {m['ece']:.3f})" if col == 2 else title,
+                    legendgroup=title,
+                    showlegend=col == 2,
+                    line={"color": colour},
+                    hovertemplate=f"{title}<br>confidence %{{x:.1%}}<br>accuracy %{{y:.1%}}<br>"
+                    "%{customdata:,} images<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="confidence (top probability)", range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(title_text="accuracy", row=1, col=1)
+    fig.update_layout(height=420, margin={"l": 0, "r": 0, "t": 30, "b": 0}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
 def memory_figure(series: Mapping[str, Any]) -> go.Figure:
     """Resident memory over time, one line per named series of [seconds, MB] pairs (bad ones skipped)."""
     fig = go.Figure()

@@ -24,10 +24,56 @@ def summary_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "accuracy %": round(100 * m["accuracy"], 2),
                 "macro-F1": round(m["macro"]["f1"], 4),
                 "weighted-F1": round(m["weighted"]["f1"], 4),
+                **calibration_cells(run),
                 "parameters (M)": round(sum(int(w.get("parameters") or 0) for w in weights) / 1e6, 2),
                 "weights MB": round(sum(int(w.get("bytes") or 0) for w in weights) / 1e6, 1),
                 "images/s": round(ips, 1) if isinstance(ips, (int, float)) else None,
                 "file": run.get("_file", ""),
+            }
+        )
+    return rows
+
+
+def calibration_cells(run: Mapping[str, Any]) -> dict[str, float | None]:
+    """ECE, NLL and Brier score of what the run serves (calibrated), and the ECE before; None for a
+    run written before calibration (schema run/1)."""
+    cal = run.get("calibration")
+    if not cal:
+        return {"ECE": None, "ECE before": None, "NLL": None, "Brier": None}
+    after, before = cal["calibrated"], cal["raw"]
+    return {
+        "ECE": round(after["ece"], 4),
+        "ECE before": round(before["ece"], 4),
+        "NLL": round(after["nll"], 4),
+        "Brier": round(after["brier"], 4),
+    }
+
+
+def calibration_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per calibrated run: temperatures, and ECE, NLL, Brier before -> after, accuracy before and after."""
+    rows = []
+    for run in runs:
+        cal = run.get("calibration")
+        if not cal:
+            continue
+        before, after = cal["raw"], cal["calibrated"]
+        temps = dict(cal["temperatures"])
+        if cal.get("ensemble_temperature") is not None:
+            temps["ensemble"] = cal["ensemble_temperature"]
+        rows.append(
+            {
+                "model": run_title(run),
+                "split": run["split"],
+                "tta": run["tta"],
+                "temperature": ", ".join(f"{t:.3f}" for t in temps.values()),
+                "ECE before": round(before["ece"], 4),
+                "ECE after": round(after["ece"], 4),
+                "NLL before": round(before["nll"], 4),
+                "NLL after": round(after["nll"], 4),
+                "Brier before": round(before["brier"], 4),
+                "Brier after": round(after["brier"], 4),
+                "accuracy before %": round(100 * before["accuracy"], 2),
+                "accuracy after %": round(100 * after["accuracy"], 2),
             }
         )
     return rows
