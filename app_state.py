@@ -21,8 +21,6 @@ from fer_core.serving import DEFAULT_WEIGHTS_DIR
 from ui.text import escape_markdown
 
 REPO = Path(__file__).resolve().parent
-ASSETS = REPO / "assets"
-SAMPLE_PHOTO = ASSETS / "astronaut.jpg"
 DEFAULT_RESULTS_DIR = REPO / "results"
 
 HOW_TO_GET_WEIGHTS = """\

@@ -5,7 +5,8 @@
 
 Files are read in a fixed order (arguments as given, folders walked sorted), so two runs write
 the same rows in the same order. JSON lines hold one object per image; CSV holds one row per
-face, and one row with empty face columns for an image without faces, so every image read is in
+face (for a clip: per face per sampled frame, with `time_s` and `track`; fer_core.video), and one
+row with empty face columns for an image or frame without faces, so every image read is in
 the output. Memory stays flat however many images there are (nothing is accumulated per image;
 the folder walk keeps one entry per folder, and needs no recursion however deep the folders go);
 an unreadable image, or a folder entry that cannot be read (a folder we may not list, a broken
@@ -35,8 +36,9 @@ from typing import IO, Any
 from . import csvsafe
 from .errors import InvalidImageError
 from .imageio import IMAGE_SUFFIXES, MAX_BYTES
-from .predict import FacePrediction, Predictor, csv_header, csv_rows
+from .predict import FacePrediction, Predictor, VideoFrame, csv_header, csv_rows
 from .preprocess import check_tta
+from .video import DEFAULT_FPS, MAX_SECONDS, MAX_VIDEO_BYTES, VIDEO_SUFFIXES, is_video
 
 # File names on Linux are bytes, not always UTF-8: surrogateescape writes such a name's bytes as
 # they are and reads them back to the same str, so --resume still recognises the file.
@@ -94,7 +96,7 @@ def _walk(top: Path) -> Iterator[Path | Unreadable]:
                 if entry.is_dir(follow_symlinks=False):
                     subfolders.append(path)
                     continue
-                if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+                if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
                     continue
                 link = entry.is_symlink()
                 mode = entry.stat().st_mode  # follows a link: a broken one or a loop raises here
@@ -205,10 +207,17 @@ class BatchOptions:
     output: str | None = None  # the file to write; None: standard output
     resume: bool = False  # skip the files already in `output` (a killed run) and append the rest
     progress: bool = True  # a progress bar with a total on stderr (costs a first, counting walk)
+    fps: float = DEFAULT_FPS  # clips: sampled frames per second of clip time
+    max_seconds: float = MAX_SECONDS  # clips: longer ones are refused (an error row)
+    max_video_bytes: int = MAX_VIDEO_BYTES  # clips: larger files are refused
 
     def __post_init__(self) -> None:
         if self.resume and not self.output:
             raise ValueError("--resume needs the output file of the earlier run (-o FILE)")
+        if not (0 < self.fps <= 10):
+            raise ValueError(f"--fps must be above 0 and at most 10; got {self.fps}")
+        if self.max_seconds <= 0 or self.max_video_bytes <= 0:
+            raise ValueError("--max-seconds and --max-video-mb must be positive")
         check_tta(self.tta)  # here, else every image would fail with the same error
 
 
@@ -225,14 +234,21 @@ def predict_paths(paths: Iterable[str | os.PathLike], predictor: Predictor, opti
         for f in files:
             if str(f) in done:
                 continue
-            faces, message = _read(predictor, f, options)
+            if not isinstance(f, Unreadable) and is_video(f):
+                frames, message = _read_clip(predictor, f, options)
+            else:
+                faces, message = _read(predictor, f, options)
             if message is not None:
                 errors += 1
                 print(f"error: {f}: {message}", file=sys.stderr)
                 rows.error(f, message)
                 continue
-            n_faces += len(faces)
-            rows.faces(f, faces)
+            if not isinstance(f, Unreadable) and is_video(f):
+                n_faces += sum(len(fr.faces) for fr in frames)
+                rows.frames(f, frames, options.fps)
+            else:
+                n_faces += len(faces)
+                rows.faces(f, faces)
             if bar is not None:
                 bar.set_postfix(faces=n_faces, errors=errors, refresh=False)
     finally:
@@ -281,6 +297,27 @@ def _read(predictor: Predictor, f: Path | Unreadable, options: BatchOptions) -> 
         return [], str(exc) if known else f"{type(exc).__name__}: {exc}"
 
 
+def _read_clip(predictor: Predictor, f: Path, options: BatchOptions) -> tuple[list[VideoFrame], str | None]:
+    """A clip's sampled frames (at most MAX_SAMPLES of them, a few KB each without their pixels), or
+    why there are none: written only once the whole clip is read, so --resume sees whole clips."""
+    o = options
+    try:
+        frames = list(
+            predictor.analyze_video(
+                f,
+                fps=o.fps,
+                small_faces=o.small_faces,
+                tta=o.tta,
+                max_seconds=o.max_seconds,
+                max_bytes=o.max_video_bytes,
+            )
+        )
+        return frames, None
+    except Exception as exc:  # InvalidVideoError, OSError, or a bug: one clip never stops the run
+        known = isinstance(exc, (InvalidImageError, OSError))
+        return [], str(exc) if known else f"{type(exc).__name__}: {exc}"
+
+
 class _Rows:
     """The output (a file, or stdout) in either format: each image's rows written at once and flushed,
     so a killed run tears at most its last line."""
@@ -309,6 +346,18 @@ class _Rows:
         else:
             faces_out = [{"face": i, **face.to_dict()} for i, face in enumerate(faces, start=1)]
             self.out.write(json.dumps({"file": str(f), "tta": self.tta, "faces": faces_out}) + "\n")
+        self.out.flush()
+
+    def frames(self, f: Path, frames: list[VideoFrame], fps: float) -> None:
+        if self.csv:
+            chunk = io.StringIO(newline="")
+            writer = csvsafe.writer(chunk)
+            for frame in frames:
+                writer.writerows(csv_rows(str(f), frame.faces, self.models, frame.time_s, frame.tracks))
+            self.out.write(chunk.getvalue())  # a clip's rows in one write, as an image's
+        else:
+            doc = {"file": str(f), "tta": self.tta, "fps": fps, "frames": [fr.to_dict() for fr in frames]}
+            self.out.write(json.dumps(doc) + "\n")
         self.out.flush()
 
     def close(self) -> None:

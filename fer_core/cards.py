@@ -103,11 +103,7 @@ def _result_entry(run: dict[str, Any]) -> dict[str, Any]:
         "macro_f1": m["macro"]["f1"],
         "weighted_f1": m["weighted"]["f1"],
         "n": run["data"]["n"],
-        **(
-            {k: run["calibration"]["calibrated"][k] for k in ("ece", "nll", "brier")}
-            if run.get("calibration")
-            else {}
-        ),
+        **({k: run["calibration"]["calibrated"][k] for k in ("ece", "nll", "brier")} if run.get("calibration") else {}),
         "run_file": run.get("_file"),
         "weights_sha256": {w["model"]: w["sha256"] for w in run["weights"]},
         "backend": run["timing"].get("backend"),

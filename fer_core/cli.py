@@ -4,11 +4,14 @@ python -m fer_core train    --model resnet18 [--data PATH] [--epochs N] [--out r
 python -m fer_core evaluate --model resnet18|ensemble|all [--split val|test] [--tta none|flip|tencrop] [--out FILE]
 python -m fer_core calibrate [--data PATH] [--weights-dir weights]   # temperatures (val/) -> calibration.json
 python -m fer_core export   [--model NAME ...] [--runs runs] [--weights weights]
-python -m fer_core predict  PHOTO_OR_FOLDER ... [--no-detect] [--tta none|flip] [--format json|csv] [-o FILE [--resume]]
+python -m fer_core predict  PHOTO_CLIP_OR_FOLDER ... [--tta flip] [--fps 2] [--format json|csv] [-o FILE [--resume]]
+python -m fer_core explain  PHOTO ... --out DIR   # each model's occlusion map of each face: PNG + .npy
 python -m fer_core card     [--model NAME ...]   # weights/NAME.card.json from weights and results
 python -m fer_core report   [--results results] [--write README.md]   # the README's tables from results/
 python -m fer_core bench    [--weights-dir DIR] [--runs N] [--out FILE]   # app speed -> results/bench_app.json
 python -m fer_core bench-train [--model NAME ...] [--steps N]   # min/epoch per model -> results/bench_train.json
+python -m fer_core bench-explain [--faces N]   # maps' faithfulness and cost -> results/bench_explain.json
+python -m fer_core bench-video  [--seconds 15] # a 15 s clip, three models: speed, memory -> results/bench_video.json
 python -m fer_core data-stats  [--data PATH]   # split sizes, class counts, pixel mean/std
 python -m fer_core models   # the registry
 
@@ -162,8 +165,10 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="classify the faces in photos (files or folders)")
-    p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    from .video import DEFAULT_FPS, MAX_SECONDS, MAX_VIDEO_BYTES
+
+    p = sub.add_parser("predict", help="classify the faces in photos and clips (files or folders)")
+    p.add_argument("paths", nargs="+", help="image or video files, or folders (searched recursively)")
     p.add_argument("--no-detect", dest="detect", action="store_false", help="treat each image as one face")
     p.add_argument(
         "--region",
@@ -180,6 +185,18 @@ def _add_predict(sub) -> None:
         choices=TTA_MODES,
         help="each face alone (default), averaged with its mirror (flip: more accurate, twice the model time), "
         "or ten crops",
+    )
+    p.add_argument(
+        "--fps", type=float, default=DEFAULT_FPS, help=f"clips: frames read per second (default {DEFAULT_FPS:g})"
+    )
+    p.add_argument(
+        "--max-seconds", type=float, default=MAX_SECONDS, help=f"clips: refuse longer ones (default {MAX_SECONDS:g})"
+    )
+    p.add_argument(
+        "--max-video-mb",
+        type=float,
+        default=MAX_VIDEO_BYTES / 2**20,
+        help=f"clips: refuse larger files (default {MAX_VIDEO_BYTES / 2**20:g} MiB)",
     )
     p.add_argument("--format", default="json", choices=["json", "csv"], help="json = one JSON object per line")
     p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
@@ -205,8 +222,80 @@ def _run_predict(args: argparse.Namespace) -> int:
         output=args.output,
         resume=args.resume,
         progress=args.progress,
+        fps=args.fps,
+        max_seconds=args.max_seconds,
+        max_video_bytes=int(args.max_video_mb * 2**20),
     )
     return predict_paths(args.paths, Predictor.load(args.weights_dir, args.models, args.threads), options)
+
+
+def _add_explain(sub) -> None:
+    from .explain import PATCH, STRIDE
+
+    p = sub.add_parser("explain", help="where each model looked: occlusion maps of every face in photos")
+    p.add_argument("paths", nargs="+", help="photo files")
+    p.add_argument("--out", required=True, help="folder for PHOTO_face<i>.png, PHOTO_face<i>_<model>.npy and overlays")
+    p.add_argument("--no-detect", dest="detect", action="store_false", help="treat each image as one face")
+    p.add_argument("--region", default="centre", choices=ONE_FACE_REGIONS, help="with --no-detect (see predict)")
+    p.add_argument("--small-faces", action="store_true", help="also find small faces (group photos; slower)")
+    p.add_argument("--max-faces", type=int, default=20, help="explain at most this many faces per photo (largest)")
+    p.add_argument("--patch", type=int, default=PATCH, help=f"side of the hidden square (default {PATCH})")
+    p.add_argument("--stride", type=int, default=STRIDE, help=f"its step (default {STRIDE})")
+    p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from .explain_files import explain_photos
+    from .predict import Predictor
+
+    predictor = Predictor.load(args.weights_dir)
+    return explain_photos(args.paths, args.out, predictor, args)
+
+
+def _add_bench_explain(sub) -> None:
+    p = sub.add_parser("bench-explain", help="faithfulness and cost of the maps per patch/stride -> results/")
+    p.add_argument("--data", help="data folder or fer2013.csv (default: $FER_DATA or data/fer2013)")
+    p.add_argument("--faces", type=int, default=60, help="PublicTest faces to measure on (default 60)")
+    p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
+    p.add_argument("--out", help="JSON file to write (default: results/bench_explain.json)")
+
+
+def _add_bench_video(sub) -> None:
+    p = sub.add_parser("bench-video", help="a generated 15 s clip through every model: speed and memory -> results/")
+    p.add_argument("--seconds", type=float, default=15.0, help="clip length (default 15)")
+    p.add_argument("--fps", type=float, help="frames read per second (default: the predict default)")
+    p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
+    p.add_argument("--out", help="JSON file to write (default: results/bench_video.json)")
+
+
+def _run_bench_video(args: argparse.Namespace) -> int:
+    from .atomic import write_json_atomic
+    from .bench_video import DEFAULT_OUT, run
+    from .video import DEFAULT_FPS
+
+    r = run(args.seconds, args.fps or DEFAULT_FPS, args.weights_dir)
+    print(
+        f"{r['clip']['seconds']:g} s clip, {r['frames_read']} frames read at {r['rate_fps']:g}/s "
+        f"in {r['wall_s']:.2f} s: "
+        f"{r['frames_per_s']:.1f} frames/s, real-time factor {r['real_time_factor']:.2f}, "
+        f"{r['tracks']} track(s); peak RSS {r['peak_rss_mb']['after']:.0f} MB"
+    )
+    out = args.out or DEFAULT_OUT
+    write_json_atomic(out, r)
+    print(f"-> {out}")
+    return 0
+
+
+def _run_bench_explain(args: argparse.Namespace) -> int:
+    from .atomic import write_json_atomic
+    from .bench_explain import DEFAULT_OUT, run
+
+    record = run(args.data, args.faces, args.weights_dir)
+    for row in record["settings"]:
+        faith = ", ".join(f"{m} {v:+.3f}" for m, v in row["faithfulness"].items())
+        print(f"patch {row['patch']:2d} stride {row['stride']:2d}: {row['ms_per_face']:7.0f} ms/face; {faith}")
+    print(f"-> {write_json_atomic(args.out or DEFAULT_OUT, record, indent=1)}")
+    return 0
 
 
 def _add_card(sub) -> None:
@@ -311,10 +400,13 @@ COMMANDS = {
     "calibrate": _run_calibrate,
     "export": _run_export,
     "predict": _run_predict,
+    "explain": _run_explain,
     "card": _run_card,
     "report": _run_report,
     "bench": _run_bench,
     "bench-train": _run_bench_train,
+    "bench-explain": _run_bench_explain,
+    "bench-video": _run_bench_video,
     "data-stats": _run_data_stats,
     "models": _run_models,
 }
@@ -328,10 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate(sub)
     _add_export(sub)
     _add_predict(sub)
+    _add_explain(sub)
     _add_card(sub)
     _add_report(sub)
     _add_bench(sub)
     _add_bench_train(sub)
+    _add_bench_explain(sub)
+    _add_bench_video(sub)
     _add_data_stats(sub)
     sub.add_parser("models", help="list the registered models")
     return parser

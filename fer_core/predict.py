@@ -15,8 +15,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,12 +26,14 @@ from . import csvsafe
 from .ensemble import NAME as ENSEMBLE_NAME
 from .ensemble import combine
 from .errors import WeightsError
+from .explain import MAX_EXPLAINED_FACES, PATCH, STRIDE, FaceMaps, explain_face
 from .faces import Box, FaceDetector, crop_face, one_face
 from .imageio import FORMATS, ImageSource, load_image, to_gray
 from .labels import EMOTIONS
 from .preprocess import check_tta, predict_proba
 from .registry import list_models
 from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, ensemble_temperature, load_models, weights_path
+from .video import DEFAULT_FPS, MAX_SECONDS, MAX_VIDEO_BYTES, Tracker, sample_frames, scaled_box
 
 MAX_FACES = 20  # a group photo beyond this is cut to the 20 largest faces (and the caller told)
 
@@ -94,6 +96,41 @@ class Analysis:
     @property
     def truncated(self) -> bool:
         return self.faces_found > len(self.faces)
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One sampled frame of a clip: when it is (seconds from the start), its faces (boxes in the
+    clip's pixels) and each face's track id (the same person keeps one id across frames)."""
+
+    index: int
+    time_s: float
+    faces: list[FacePrediction]
+    tracks: list[int]
+    seconds: float  # what reading this frame cost (decode excluded)
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)  # the frame as analysed, RGB
+    scale: float = 1.0  # the clip's pixels per pixel of `image` (frames are scaled down before detection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "time_s": self.time_s,
+            "faces": [{"track": t, **f.to_dict()} for t, f in zip(self.tracks, self.faces, strict=True)],
+        }
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Where each model looked: the analysis, and per face (in the analysis' order) each model's
+    occlusion map (fer_core.explain), or None for a face beyond `max_faces` (the largest are explained)."""
+
+    analysis: Analysis
+    maps: list[FaceMaps | None]
+    seconds: float  # the maps' cost, all faces and models (the analysis' own time is in its timings)
+
+    @property
+    def explained(self) -> int:
+        return sum(m is not None for m in self.maps)
 
 
 class Predictor:
@@ -189,6 +226,71 @@ class Predictor:
         with self._slots:
             return self._analyze(image, detect, channel_order, small_faces, formats, region, tta)
 
+    def analyze_video(
+        self,
+        source: bytes | str | os.PathLike,
+        fps: float = DEFAULT_FPS,
+        small_faces: bool = False,
+        tta: str = "none",
+        max_seconds: float = MAX_SECONDS,
+        max_bytes: int = MAX_VIDEO_BYTES,
+        keep_images: bool = False,
+    ) -> Iterator[VideoFrame]:
+        """A clip (bytes or a path), frame by frame at `fps` samples per second of clip time: each
+        sampled frame read like a photo (`analyze`), its faces linked into tracks (fer_core.video).
+        A generator: frames are decoded and read one at a time, so memory stays flat over any
+        length. An unreadable or too long clip raises `InvalidVideoError` (a ValueError), at the
+        start or, for damage found later, after the frames before it were yielded."""
+        check_tta(tta)
+        tracker = Tracker()
+        for frame in sample_frames(source, fps, max_seconds, max_bytes):
+            t0 = time.perf_counter()
+            analysis = self.analyze(frame.image, small_faces=small_faces, tta=tta)
+            faces = [replace(f, box=scaled_box(f.box, frame.scale)) for f in analysis.faces]
+            tracks = tracker.update([f.box for f in faces], frame.time_s)
+            image = frame.image if keep_images else None
+            yield VideoFrame(frame.index, frame.time_s, faces, tracks, time.perf_counter() - t0, image, frame.scale)
+
+    def explain(
+        self,
+        image: ImageSource,
+        detect: bool = True,
+        small_faces: bool = False,
+        formats: tuple[str, ...] = FORMATS,
+        region: str = "centre",
+        max_faces: int = MAX_EXPLAINED_FACES,
+        patch: int = PATCH,
+        stride: int = STRIDE,
+    ) -> Explanation:
+        """`analyze` (single view), then each model's occlusion map of each face: a (48, 48) float32
+        array per model, higher = hiding that region lowers the model's confidence in its answer more."""
+        return self.explain_analysis(
+            self.analyze(image, detect, small_faces=small_faces, formats=formats, region=region),
+            max_faces,
+            patch,
+            stride,
+        )
+
+    def explain_analysis(
+        self, analysis: Analysis, max_faces: int = MAX_EXPLAINED_FACES, patch: int = PATCH, stride: int = STRIDE
+    ) -> Explanation:
+        """The maps of an analysis' faces (the `max_faces` largest; None for the others). Each face costs
+        one batched call per model of its hidden copies (36 at the default patch and stride): ~0.35 s
+        for the three shipped models on two cores (results/bench_explain.json)."""
+        if max_faces < 0:
+            raise ValueError("max_faces must be 0 or more")
+        order = sorted(range(len(analysis.faces)), key=lambda i: -analysis.faces[i].box.w * analysis.faces[i].box.h)
+        chosen = set(order[:max_faces])
+        t0 = time.perf_counter()
+        maps: list[FaceMaps | None] = []
+        with self._slots:  # as costly as an analysis: shares its bound on concurrent work
+            for i, face in enumerate(analysis.faces):
+                if i not in chosen or face.face is None:
+                    maps.append(None)
+                else:
+                    maps.append(explain_face(self.models, face.face, patch, stride))
+        return Explanation(analysis, maps, time.perf_counter() - t0)
+
     def _analyze(
         self,
         image: ImageSource,
@@ -242,6 +344,7 @@ class Predictor:
 # --- exports: what the app's download buttons write ----------------------------------------------
 
 EXPORT_SCHEMA = "fer_core.faces/1"
+VIDEO_EXPORT_SCHEMA = "fer_core.video/1"
 
 
 def export_json(results: Sequence[tuple[str, Analysis]]) -> bytes:
@@ -265,31 +368,64 @@ def export_json(results: Sequence[tuple[str, Analysis]]) -> bytes:
 
 
 def csv_header(models: Sequence[str]) -> list[str]:
-    """The one CSV shape (the app's download and `predict --format csv`): one row per face."""
-    cols = ["file", "face", "x", "y", "w", "h", "label", "score", "agree"]
+    """The one CSV shape (the app's downloads and `predict --format csv`): one row per face. For a
+    clip, one row per face per sampled frame: `time_s` (seconds from the start) and `track` (the same
+    person keeps one number) are filled; for a photo they are empty."""
+    cols = ["file", "face", "time_s", "track", "x", "y", "w", "h", "label", "score", "agree"]
     for m in models:
         cols += [f"{m}_label", f"{m}_score"]
     return cols + [f"p_{e}" for e in EMOTIONS] + ["error"]
 
 
-def csv_rows(source: str, faces: Sequence[FacePrediction], models: Sequence[str]) -> list[list[Any]]:
+def csv_rows(
+    source: str,
+    faces: Sequence[FacePrediction],
+    models: Sequence[str],
+    time_s: float | None = None,
+    tracks: Sequence[int] | None = None,
+) -> list[list[Any]]:
     """`source`'s rows under `csv_header(models)`: one per face (numbered as the boxes are: face 1
     is box 1), with the ensemble's reading, each model's, and the ensemble's probabilities; one row
-    with empty face columns if no face was found, so every image read is in the file."""
+    with empty face columns if no face was found, so every image (or sampled frame) read is in the
+    file. A clip's frame gives its `time_s` and each face's track."""
     width = len(csv_header(models))
+    when = "" if time_s is None else f"{time_s:.3f}"
     if not faces:
-        return [[source] + [""] * (width - 1)]
+        return [[source, "", when] + [""] * (width - 3)]
     rows = []
     for i, face in enumerate(faces, start=1):
         if list(face.labels) != list(EMOTIONS):
             raise ValueError(f"face {i} of {source}: labels {list(face.labels)} are not {list(EMOTIONS)}")
         b = face.box
-        row: list[Any] = [source, i, b.x, b.y, b.w, b.h, face.label, f"{face.score:.4f}", face.agree]
+        track = "" if tracks is None else tracks[i - 1]
+        row: list[Any] = [source, i, when, track, b.x, b.y, b.w, b.h, face.label, f"{face.score:.4f}", face.agree]
         for m in models:
             label, score = face.top(m)
             row += [label, f"{score:.4f}"]
         rows.append(row + [f"{p:.4f}" for p in face.ensemble] + [""])
     return rows
+
+
+def video_csv(source: str, frames: Sequence[VideoFrame], models: Sequence[str]) -> bytes:
+    """A clip's frames in the one CSV shape: a row per face per sampled frame (the app's download)."""
+    buf = io.StringIO()
+    writer = csvsafe.writer(buf)
+    writer.writerow(csv_header(models))
+    for frame in frames:
+        writer.writerows(csv_rows(source, frame.faces, models, frame.time_s, frame.tracks))
+    return buf.getvalue().encode()
+
+
+def video_json(source: str, frames: Sequence[VideoFrame], fps: float, tta: str = "none") -> bytes:
+    """A clip's frames as one JSON document: every face of every sampled frame, with its track."""
+    doc = {
+        "schema": VIDEO_EXPORT_SCHEMA,
+        "file": source,
+        "fps": fps,
+        "tta": tta,
+        "frames": [f.to_dict() for f in frames],
+    }
+    return json.dumps(doc, indent=1).encode()
 
 
 def export_csv(results: Sequence[tuple[str, Analysis]]) -> bytes:

@@ -23,7 +23,8 @@ st.header("The models")
 predictor = get_predictor()
 loaded = predictor.models if predictor else {}
 metas = {name: loaded[name].meta if name in loaded else {} for name in list_models()}
-for m in describe_models(metas):
+cards, unreadable = load_model_cards(weights_dir())
+for m in describe_models(metas, cards):
     with st.expander(f"**{m['title']}**: {m['parameters'] / 1e6:.1f} M parameters", expanded=True):
         if not m["loaded"]:
             st.caption("No weights for this model are shipped yet: this is the registry's description.")
@@ -32,7 +33,6 @@ for m in describe_models(metas):
         if m["selected"]:
             st.markdown(f"**Checkpoint:** {m['selected']}")
 
-cards, unreadable = load_model_cards(weights_dir())
 if cards or unreadable:
     st.subheader("Model cards")
 if unreadable:

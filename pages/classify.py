@@ -4,54 +4,107 @@ import logging
 
 import streamlit as st
 
-from app_state import SAMPLE_PHOTO, get_predictor
+from app_state import get_predictor
 from fer_core.errors import InvalidImageError, WeightsError
+from fer_core.explain import MAX_EXPLAINED_FACES, FaceMaps, overlay
 from fer_core.imageio import WEB_FORMATS, WEB_SUFFIXES
-from fer_core.predict import Analysis, Predictor, export_csv, export_json
+from fer_core.predict import Analysis, Explanation, Predictor, export_csv, export_json
 from fer_core.preprocess import ONE_FACE_REGIONS
 from fer_core.registry import list_models, model_title
 from ui.drawing import DISPLAY_MAX_SIDE, draw_faces, enlarge_face
-from ui.figures import probability_figure
+from ui.examples import EXAMPLES, example_photo
+from ui.figures import comparison_figure
 from ui.text import escape_markdown
 
 MAX_PHOTOS = 10  # per page run: every photo is held in memory until the page is drawn
+MAX_PHOTO_MB = 10  # per photo (the server allows 50 MB for the Video page's clips)
 ONE_FACE_CHOICES = {"centre": "its centre square", "whole": "the whole image, padded to a square"}
 assert tuple(ONE_FACE_CHOICES) == ONE_FACE_REGIONS  # a caption for each region fer_core reads
 log = logging.getLogger(__name__)
 
 
-def show_analysis(idx: int, analysis: Analysis, n_models: int) -> None:
-    """One photo: the boxed image, then per face its crop, each model's reading and the ensemble."""
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def show_maps(face, maps: FaceMaps | None) -> None:
+    """The models' saliency maps of one face side by side, on one colour scale."""
+    if maps is None:
+        st.caption(f"Saliency is shown for the {MAX_EXPLAINED_FACES} largest faces of a photo.")
+        return
+    cols = st.columns(len(maps.maps))
+    for col, (model, saliency) in zip(cols, maps.maps.items(), strict=True):
+        label = face.labels[maps.targets[model]]
+        col.image(overlay(face.face, saliency, maps.scale), caption=f"{model_title(model)}: why {label}")
+    st.caption(
+        "Occlusion sensitivity: a gray square hides each part of the face in turn; red marks where hiding it "
+        f"lowers a model's confidence in its answer the most (a drop of {maps.scale:.0%}), blue where it changes "
+        "nothing. One colour scale for the three models."
+    )
+
+
+def verdict(face, name: str, n_models: int, key: str) -> None:
+    """The answer for one face, first: the ensemble's expression, how sure, whether the models agree.
+    Its container's CSS class (st-key-verdict-...) is what the browser tests and tools/loadrun.py wait for."""
+    with st.container(border=True, key=key):
+        thumb, text = st.columns([1, 3], vertical_alignment="center")
+        if face.face is not None:
+            thumb.image(enlarge_face(face.face, scale=2))
+        text.markdown(f"**{name}**: **{face.label}** · {face.score:.0%}")
+        if n_models == 1:
+            return
+        if face.agree:
+            text.markdown(f":green[:material/check_circle:] all {n_models} models read {face.label}")
+        else:
+            others = [f"{model_title(m)} {face.top(m)[0]}" for m in face.probabilities if face.top(m)[0] != face.label]
+            text.markdown(f":orange[:material/warning:] the models disagree ({', '.join(others)}): read it with care")
+
+
+def details(idx: int, i: int, face, analysis: Analysis, n_models: int) -> None:
+    """How each model read one face: its answer and time, then one chart comparing them all."""
+    t = analysis.timings_ms
+    cols = st.columns(len(face.probabilities))
+    for col, model in zip(cols, face.probabilities, strict=True):
+        label, score = face.top(model)
+        col.markdown(f"**{model_title(model)}**: {label} · {score:.0%}")
+        col.caption(f"{t[model]:.0f} ms for {plural(len(analysis.faces), 'face')}")
+    ensemble = face.ensemble if n_models > 1 else None
+    st.plotly_chart(
+        comparison_figure(face.probabilities, face.labels, ensemble),
+        key=f"probs-{idx}-{i}",
+        config={"displayModeBar": False},
+    )
+
+
+def show_analysis(idx: int, analysis: Analysis, n_models: int, explanation: Explanation | None = None) -> None:
+    """One photo: the boxed photo beside one verdict per face, then how each model read each face."""
     faces = analysis.faces
     if analysis.truncated:
         st.info(f"{analysis.faces_found} faces found; the {len(faces)} largest are shown.", icon=":material/group:")
-    captions = [f.label for f in faces] if analysis.detected else None
+    names = [f"Face {i}" if analysis.detected else "The image as one face" for i in range(1, len(faces) + 1)]
+    photo, answers = st.columns([3, 2])
+    captions = [f.label for f in faces] if analysis.detected else None  # draw_faces numbers them
     annotated = draw_faces(analysis.image, [f.box for f in faces], captions, max_side=DISPLAY_MAX_SIDE)
-    st.image(annotated, width="content", output_format="JPEG")  # JPEG: PNG of a photo costs ~100x the CPU
+    photo.image(annotated, output_format="JPEG")  # JPEG: PNG of a photo costs ~100x the CPU
     t = analysis.timings_ms
-    st.caption(
+    photo.caption(
         f"{analysis.image.width}×{analysis.image.height} px · decode {t['decode']:.0f} ms · "
         f"face detection {t['detect']:.0f} ms · total {t['total']:.0f} ms"
         + (" · each face read with its mirror" if analysis.tta == "flip" else "")
     )
-    for i, face in enumerate(faces, start=1):
-        st.subheader(f"Face {i}" if analysis.detected else "The image as one face")
-        cols = st.columns([1] + [2] * len(face.probabilities))
-        if face.face is not None:
-            cols[0].image(enlarge_face(face.face), caption="what the models see: 48×48 gray")
-        for col, (model, probs) in zip(cols[1:], face.probabilities.items(), strict=True):
-            label, score = face.top(model)
-            with col:
-                st.markdown(f"**{model_title(model)}**: {label} · {score:.0%}")
-                st.plotly_chart(
-                    probability_figure(probs, face.labels),
-                    key=f"probs-{idx}-{i}-{model}",
-                    config={"displayModeBar": False},
-                )
-                st.caption(f"{t[model]:.0f} ms for {len(faces)} face(s)")
-        if n_models > 1:  # one model is its own ensemble: nothing to add
-            verdict = f"all {n_models} models agree" if face.agree else "the models disagree, so read it with care"
-            st.markdown(f"**Ensemble** (mean of the {n_models} models): **{face.label}** · {face.score:.0%}, {verdict}")
+    with answers:
+        if n_models > 1:
+            st.caption(f"The ensemble (mean of the {n_models} models) per face, calibrated probability:")
+        for i, (face, name) in enumerate(zip(faces, names, strict=True), start=1):
+            verdict(face, name, n_models, key=f"verdict-{idx}-{i}")
+    for i, (face, name) in enumerate(zip(faces, names, strict=True), start=1):
+        st.subheader(f"{name}: how each model read it" if n_models > 1 else name)
+        details(idx, i, face, analysis, n_models)
+        if explanation is not None:
+            show_maps(face, explanation.maps[i - 1])
+    if explanation is not None:
+        n = explanation.explained
+        st.caption(f"Saliency maps: {1000 * explanation.seconds:.0f} ms for {plural(n, 'face')}.")
 
 
 st.title("Classify facial expressions")
@@ -71,18 +124,23 @@ if missing:
         icon=":material/pending:",
     )
 
-uploads = st.file_uploader("Photos", type=list(WEB_SUFFIXES), accept_multiple_files=True)
-left, right = st.columns(2)  # two toggles a row: four in one row cut their labels short
-use_sample = left.toggle("Use the sample photo (NASA astronaut, public domain)")
-use_camera = right.toggle("Use the camera")
+uploads = st.file_uploader("Photos", type=list(WEB_SUFFIXES), accept_multiple_files=True, max_upload_size=MAX_PHOTO_MB)
+example = st.pills("Or try an example", list(EXAMPLES), format_func=EXAMPLES.get, key="example")
+left, right = st.columns(2)  # two short toggles a row: their labels stay whole on a phone
+use_camera = left.toggle("Use the camera")
+small_faces = right.toggle("Find small faces", help="For group photos: faces down to ~2 % of the photo; slower.")
 left, right = st.columns(2)
-small_faces = left.toggle("Find small faces (group photos; slower)")
-mirror = right.toggle(
-    "Read each face with its mirror too (more accurate; slower)",
+mirror = left.toggle(
+    "Read the mirror too",
     help="Each model reads the face and its mirror image and averages the two: more accurate on FER2013 "
     "(the Benchmarks page compares TTA none and flip), twice the models' time.",
 )
 tta = "flip" if mirror else "none"
+explain = right.toggle(
+    "Show where models looked",
+    help=f"Saliency maps (occlusion sensitivity) of each model, for the {MAX_EXPLAINED_FACES} largest faces "
+    "of a photo: ~0.4 s more per face.",
+)
 
 uploads = uploads or []
 if len(uploads) > MAX_PHOTOS:
@@ -95,10 +153,10 @@ if use_camera:
     shot = st.camera_input("Take a photo")
     if shot is not None:
         sources.append(("camera photo", shot.getvalue()))
-if use_sample:
-    sources.append((SAMPLE_PHOTO.name, SAMPLE_PHOTO.read_bytes()))
+if example is not None:
+    sources.append(example_photo(example))
 if not sources:
-    st.info("Upload a photo, take one with the camera, or use the sample photo.", icon=":material/add_a_photo:")
+    st.info("Upload a photo, take one with the camera, or try an example.", icon=":material/add_a_photo:")
     st.stop()
 
 done: list[tuple[str, Analysis]] = []
@@ -133,7 +191,8 @@ for idx, (name, raw) in enumerate(sources):
             icon=":material/error:",
         )
         continue
-    show_analysis(idx, analysis, len(predictor.model_names))
+    explanation = predictor.explain_analysis(analysis) if explain and analysis.faces else None
+    show_analysis(idx, analysis, len(predictor.model_names), explanation)
     done.append((name, analysis))
 
 if done:

@@ -46,6 +46,15 @@ def model_lines(at: AppTest) -> dict[str, str]:
     return {t: m for m in markdown(at) for t in TITLES if m.startswith(f"**{t}**:")}
 
 
+def verdicts(at: AppTest) -> list[str]:
+    """The verdict cards' first lines ("**Face 1**: **happy** · 92%"), one per face, in order."""
+    return [m for m in markdown(at) if m.startswith(("**Face ", "**The image as one face**"))]
+
+
+def agreement_lines(at: AppTest) -> list[str]:
+    return [m for m in markdown(at) if " models read " in m or "the models disagree" in m]
+
+
 def gray_png() -> bytes:
     buf = io.BytesIO()
     Image.new("L", (240, 180), 128).save(buf, format="PNG")
@@ -61,11 +70,13 @@ def test_classify_upload_then_garbage_then_upload_again(app_env, astronaut_jpeg)
     at.run()
     assert not at.exception, at.exception
     assert not at.error
-    assert [s.value for s in at.subheader] == ["Face 1"]  # one face
+    (card,) = verdicts(at)  # one face: its verdict first, before any per-model detail
+    assert card.startswith("**Face 1**: **") and card.endswith("%")
+    assert len(agreement_lines(at)) == 1  # ... and whether the three models agree
+    assert markdown(at).index(card) < min(markdown(at).index(m) for m in model_lines(at).values())
+    assert [s.value for s in at.subheader] == ["Face 1: how each model read it"]
     assert set(model_lines(at)) == set(TITLES)  # the three models, side by side
-    assert len(at.get("plotly_chart")) == 3
-    ensemble = [m for m in markdown(at) if m.startswith("**Ensemble**")]
-    assert len(ensemble) == 1 and ("models agree" in ensemble[0] or "models disagree" in ensemble[0])
+    assert len(at.get("plotly_chart")) == 1  # one chart compares them
     assert len(at.get("download_button")) == 2
 
     at.file_uploader[0].set_value(("garbage.jpg", b"this is not a photo", "image/jpeg"))
@@ -92,33 +103,49 @@ def test_classify_no_face_offers_to_read_the_image_as_one_face(app_env):
     assert set(choice.options) >= {"its centre square", "the whole image, padded to a square"}
     choice.set_value("whole").run()
     assert not at.exception, at.exception
-    assert [s.value for s in at.subheader] == ["The image as one face"]
-    assert set(model_lines(at)) == set(TITLES) and len(at.get("plotly_chart")) == 3
+    assert [s.value for s in at.subheader] == ["The image as one face: how each model read it"]
+    assert set(model_lines(at)) == set(TITLES) and len(at.get("plotly_chart")) == 1
+    assert [v.split(":")[0] for v in verdicts(at)] == ["**The image as one face**"]
 
 
-def test_sample_photo_and_several_uploads(app_env, astronaut_jpeg):
+def test_an_example_photo_and_several_uploads(app_env, astronaut_jpeg):
     at = start()
     at.file_uploader[0].set_value([("a.jpg", astronaut_jpeg, "image/jpeg"), ("b.jpg", b"junk", "image/jpeg")])
-    at.toggle[0].set_value(True)  # the sample photo
+    at.get("button_group")[0].set_value("astronaut")  # the first example
     at.run()
     assert not at.exception, at.exception
     assert [h.value for h in at.header] == ["a.jpg", "b.jpg", "astronaut.jpg"]
     assert len(at.error) == 1 and "b.jpg" in at.error[0].value  # one bad file does not stop the others
-    assert len(at.get("plotly_chart")) == 6
+    assert len(at.get("plotly_chart")) == 2 and len(verdicts(at)) == 2
+
+
+def test_each_example_is_one_click_from_a_result(app_env):
+    from ui.examples import EXAMPLES, FILE_NAMES
+
+    at = start()
+    (gallery,) = at.get("button_group")
+    assert list(gallery.options) == list(EXAMPLES.values())  # shown by what they are
+    faces = {}
+    for key in EXAMPLES:
+        gallery.set_value(key).run()
+        assert not at.exception and not at.error, (key, at.exception)
+        assert [h.value for h in at.header] == [escape(FILE_NAMES[key])]
+        faces[key] = len(verdicts(at))
+    assert faces == {"astronaut": 1, "group": 4, "tilted": 1}
 
 
 def test_camera_photo_with_small_faces_search(app_env, astronaut_jpeg):
     at = start()
-    at.toggle[1].set_value(True).run()  # "Use the camera"
+    at.toggle[0].set_value(True).run()  # "Use the camera"
     assert not at.exception, at.exception
     assert len(at.camera_input) == 1 and any("Upload a photo" in i.value for i in at.info)  # nothing yet
     at.camera_input[0].set_value(("shot.jpg", astronaut_jpeg, "image/jpeg"))
-    at.toggle[2].set_value(True)  # "Find small faces"
+    at.toggle[1].set_value(True)  # "Find small faces"
     at.run()
     assert not at.exception, at.exception
     assert [h.value for h in at.header] == ["camera photo"]
-    assert [s.value for s in at.subheader] == ["Face 1"]
-    assert set(model_lines(at)) == set(TITLES) and any(m.startswith("**Ensemble**") for m in markdown(at))
+    assert len(verdicts(at)) == 1 and len(agreement_lines(at)) == 1
+    assert set(model_lines(at)) == set(TITLES)
     assert any(c.value.startswith("512×512 px · decode") for c in at.caption)
 
 
@@ -126,11 +153,22 @@ def test_mirror_toggle_reads_each_face_with_its_mirror(app_env, astronaut_jpeg):
     at = start()
     at.file_uploader[0].upload("astronaut.jpg", astronaut_jpeg, "image/jpeg").run()
     assert set(model_lines(at)) == set(TITLES) and not any("mirror" in c.value for c in at.caption)
-    at.toggle[3].set_value(True).run()  # "Read each face with its mirror too"
+    at.toggle[2].set_value(True).run()  # "Read the mirror too"
     assert not at.exception, at.exception
     # the caption reads Analysis.tta, so it says what analyze() was asked for (test_predict checks the numbers)
     assert any(c.value.endswith("· each face read with its mirror") for c in at.caption)
     assert set(model_lines(at)) == set(TITLES)
+
+
+def test_saliency_toggle_shows_each_models_map_with_its_cost(app_env, astronaut_jpeg):
+    at = start()
+    at.file_uploader[0].upload("astronaut.jpg", astronaut_jpeg, "image/jpeg").run()
+    assert not any(": why " in c for i in at.get("image") for c in i.captions)  # computed only when asked
+    at.toggle[3].set_value(True).run()  # "Show where models looked"
+    assert not at.exception, at.exception
+    why = [c for i in at.get("image") for c in i.captions if ": why " in c]
+    assert sorted(c.split(":")[0] for c in why) == sorted(TITLES)  # one map per model for the one face
+    assert any(c.value.startswith("Saliency maps: ") and c.value.endswith("ms for 1 face.") for c in at.caption)
 
 
 def test_more_photos_than_the_cap_say_so(app_env):
@@ -160,7 +198,7 @@ def test_the_hostile_corpus_through_the_page(app_env, astronaut_jpeg):
         assert len(at.error) == len(bad)
         for err, (name, fragment) in zip(at.error, bad, strict=True):
             assert escape(name) in err.value and fragment in err.value, err.value
-        faces = sum(s.value == "Face 1" for s in at.subheader)
+        faces = sum(s.value.startswith("Face 1:") for s in at.subheader)
         assert faces == len(chunk) - len(bad)
     at.file_uploader[0].set_value([("next.jpg", astronaut_jpeg, "image/jpeg")]).run()
     assert not at.exception and not at.error
@@ -193,11 +231,17 @@ def test_benchmarks_page(app_env, results_dir):
     assert not at.error
     assert len(at.get("plotly_chart")) >= 4  # confusion matrix, per-class scores, reliability, training curves
     assert "Calibration: does 70 % mean 70 %?" in [h.value for h in at.header]
-    summary, calibration, references = at.dataframe
+    board, summary, calibration, references = at.dataframe
+    assert list(board.value["rank"]) == [1, 2] and "ResNet18" in list(board.value["model"])  # one row a model
+    accuracy = list(board.value["test accuracy %"])
+    assert accuracy == sorted(accuracy, reverse=True)  # best first
+    (lead,) = [m for m in markdown(at) if m.startswith("On FER2013 PrivateTest")]  # the answer, in text
+    assert "the ensemble of the 3 models reads" in lead and "58.2%" in lead  # beside the fer package's figure
     assert len(calibration.value) == 2 and "ECE after" in calibration.value
-    assert len(summary.value) == 2
+    assert len(summary.value) == 2 and "file" not in summary.value
     assert set(references.value["kind"]) == {"measured here", "reported elsewhere"}
     metrics = {m.label: m.value for m in at.metric}
+    assert {"Ensemble", "ResNet18", "fer package"} <= set(metrics) and metrics["fer package"] == "58.2%"
     assert "All models agree" in metrics and "Subset accuracy" in metrics
     assert metrics["Per photo (median)"] == "40 ms"  # from bench_app.json
     assert any("read with its mirror too: 47 ms median" in c.value for c in at.caption)
@@ -220,7 +264,7 @@ def test_benchmarks_page(app_env, results_dir):
     at.run()
     assert not at.exception, at.exception
     assert len(at.error) == 1 and "bad.json" in at.error[0].value and "schema" in at.error[0].value
-    assert len(at.dataframe[0].value) == 3  # the valid upload joined the table
+    assert len(at.dataframe[1].value) == 3  # the valid upload joined the table
     kinds = at.dataframe[-1].value.set_index("source")["kind"]
     assert kinds["uploaded file"] == "uploaded, not checked by us"  # never passed off as ours
 
@@ -266,7 +310,7 @@ def test_classify_survives_an_unexpected_error(app_env, astronaut_jpeg, monkeypa
     assert not at.exception, at.exception
     assert len(at.error) == 1
     assert "secret-name.jpg could not be analysed: RuntimeError" in at.error[0].value
-    assert [s.value for s in at.subheader] == ["Face 1"]  # the second photo in the same run still works
+    assert len(verdicts(at)) == 1  # the second photo in the same run still works
     logged = [r for r in caplog.records if r.levelname == "ERROR" and r.exc_info]
     assert logged and "simulated bug" in caplog.text
     assert "secret-name" not in caplog.text and "\\xff\\xd8" not in caplog.text  # no name, no bytes
@@ -292,7 +336,7 @@ def test_classify_with_one_shipped_model_says_which_are_missing(
     at.run()
     assert not at.exception, at.exception
     assert list(model_lines(at)) == ["ResNet18"]
-    assert not [m for m in markdown(at) if m.startswith("**Ensemble**")]
+    assert len(verdicts(at)) == 1 and not agreement_lines(at)  # one model: no ensemble, nothing to agree
 
 
 def test_about_page_with_malformed_model_cards(monkeypatch, weights_dir, tmp_path):
@@ -337,7 +381,7 @@ def test_benchmarks_uploads_are_bounded_and_parsed_once(app_env, results_dir, mo
     assert not at.exception, at.exception
     assert len(calls) == MAX_RUN_UPLOADS
     assert any(f"the dashboard reads the first {MAX_RUN_UPLOADS}" in e.value for e in at.error)
-    assert len(at.dataframe[0].value) == 2 + MAX_RUN_UPLOADS
+    assert len(at.dataframe[1].value) == 2 + MAX_RUN_UPLOADS
     at.toggle[0].set_value(False).run()  # a widget click reruns the page: nothing is parsed again
     assert not at.exception and len(calls) == MAX_RUN_UPLOADS
 
@@ -367,3 +411,20 @@ def test_bounded_images_through_the_page(app_env):
     assert len(at.error) == len(files)
     for err, (name, _, _, words) in zip(at.error, files, strict=True):
         assert name in err.value and words in err.value, err.value
+
+
+def test_video_page_gives_each_person_a_timeline(app_env):
+    from clips import moving_face_clip
+
+    at = start("pages/video.py")
+    assert any("Upload a clip" in i.value for i in at.info)
+    at.file_uploader[0].set_value(("walk.mp4", moving_face_clip(3.0, 10), "video/mp4")).run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    (lead,) = [m for m in markdown(at) if m.startswith("**1 person**")]  # the answer first
+    assert "6 frames read" in lead and "**Person 1**: mostly" in lead
+    assert [s.value for s in at.subheader] == ["Person 1", "Frames, each person numbered (P1, P2, …)"]
+    assert len(at.get("plotly_chart")) == 2  # the ensemble's timeline and the models' lines
+    assert len(at.get("download_button")) == 2
+    at.file_uploader[0].set_value(("junk.mp4", b"not a clip" * 50, "video/mp4")).run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "junk.mp4" in at.error[0].value and "video" in at.error[0].value

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 import tools.loadrun as loadrun_tool
+from fer_core.bench_video import moving_face_clip
 from fer_core.registry import list_models, model_title
 from tools.loadrun import main as loadrun
 from tools.loadrun import serving
@@ -52,38 +54,90 @@ def server(weights_dir, results_dir, tmp_path):
         yield url
 
 
-def test_classify_and_benchmarks_in_chromium(playwright_api, server, astronaut_jpeg):
+LAPTOP, PHONE = (1400, 900), (390, 844)
+HOST_PATH = re.compile(r"(?<![\w.])/(?:tmp|home|work|root|usr|var|opt|mnt|srv)/")  # an absolute path of the host
+
+
+def _upload_and_find_the_verdict(page, url: str, photo: bytes) -> dict:
+    """Upload `photo` on Classify; the first face's verdict card's box once it is drawn (page coordinates,
+    the page not scrolled)."""
+    page.goto(url)
+    page.wait_for_selector("input[type=file]", state="attached")
+    page.set_input_files(
+        "input[type=file]", files=[{"name": "astronaut.jpg", "mimeType": "image/jpeg", "buffer": photo}]
+    )
+    card = page.locator("[class*=st-key-verdict-]").first
+    card.wait_for()
+    page.get_by_role("button", name="Download results (JSON)").wait_for()  # the page has finished
+    page.wait_for_timeout(500)
+    return card.bounding_box()
+
+
+def _visible_text_is_clean(page, *paths: Path) -> None:
+    body = page.inner_text("body")
+    assert "placeholder" not in body.lower() and "stand-in" not in body.lower()
+    assert not [p for p in paths if str(p) in body], "a host path is shown to visitors"
+    assert not HOST_PATH.search(body), HOST_PATH.search(body)
+
+
+def test_the_answer_comes_first_on_a_laptop_and_a_phone(
+    playwright_api, server, astronaut_jpeg, weights_dir, results_dir
+):
+    """After an upload the verdict is on the first screen of a laptop and within two of a phone; the
+    Benchmarks page leads with the headline; no page shows a host path or stale text."""
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
-            # Streamlit scrolls an inner container, so full_page screenshots stop at the viewport: make it tall.
-            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page = browser.new_page(viewport={"width": LAPTOP[0], "height": LAPTOP[1]})
             page.set_default_timeout(90_000)
-            page.goto(server)
-            page.wait_for_selector("input[type=file]", state="attached")
-            page.set_input_files(
-                "input[type=file]",
-                files=[{"name": "astronaut.jpg", "mimeType": "image/jpeg", "buffer": astronaut_jpeg}],
-            )
-            page.get_by_text("Face 1", exact=True).wait_for()
+            box = _upload_and_find_the_verdict(page, server, astronaut_jpeg)
+            assert box["y"] + box["height"] <= LAPTOP[1], box  # seen without scrolling
             for title in [model_title(m) for m in list_models()]:
                 page.locator("strong", has_text=title).first.wait_for()
-            page.locator("strong", has_text="Ensemble").first.wait_for()
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3")
-            page.get_by_role("button", name="Download results (JSON)").wait_for()
-            page.wait_for_timeout(500)  # let the charts finish drawing before the screenshot
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 1")
+            _visible_text_is_clean(page, REPO, weights_dir, results_dir)
+            # Streamlit scrolls an inner container, so full_page screenshots stop at the viewport: make it tall.
+            page.set_viewport_size({"width": LAPTOP[0], "height": 2400})
+            page.wait_for_timeout(500)
             page.screenshot(path=str(ARTIFACTS / "classify.png"), full_page=True)
 
             page.get_by_role("link", name="Benchmarks").click()
-            page.get_by_role("heading", name="Confusion matrix").wait_for()
-            page.wait_for_selector(".js-plotly-plot")
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3")
+            page.get_by_role("heading", name="Leaderboard").wait_for()
+            headline = page.get_by_text("On FER2013 PrivateTest", exact=False).first
+            headline.wait_for()
+            assert "the ensemble of the 3 models reads" in headline.inner_text()
+            assert headline.bounding_box()["y"] < page.get_by_role("heading", name="Leaderboard").bounding_box()["y"]
+            page.get_by_role("heading", name="Confusion matrices").wait_for()
             page.get_by_text("Peak memory").wait_for()  # the last section: the script has finished
-            page.wait_for_function("document.querySelectorAll('[data-testid=stDataFrame] canvas').length >= 2")
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3")
             page.wait_for_timeout(1000)
             assert page.locator("[data-testid=stException]").count() == 0
+            _visible_text_is_clean(page, REPO, weights_dir, results_dir)
             page.screenshot(path=str(ARTIFACTS / "benchmarks.png"), full_page=True)
+
+            page.get_by_role("link", name="About").click()
+            page.get_by_role("heading", name="Privacy").first.wait_for()
+            _visible_text_is_clean(page, REPO, weights_dir, results_dir)
+
+            page.get_by_role("link", name="Video").click()  # a clip through the real server
+            page.wait_for_selector("input[type=file]", state="attached")
+            clip = {"name": "walk.mp4", "mimeType": "video/mp4", "buffer": moving_face_clip(3.0, 10)}
+            page.set_input_files("input[type=file]", files=[clip])
+            page.get_by_role("heading", name="Person 1").wait_for()
+            page.get_by_role("button", name="Download per frame (CSV)").wait_for()
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2")
+            assert page.locator("[data-testid=stException]").count() == 0
+            _visible_text_is_clean(page, REPO, weights_dir, results_dir)
+            page.close()
+
+            phone = browser.new_page(viewport={"width": PHONE[0], "height": PHONE[1]}, is_mobile=True)
+            phone.set_default_timeout(90_000)
+            box = _upload_and_find_the_verdict(phone, server, astronaut_jpeg)
+            assert box["y"] + box["height"] <= 2 * PHONE[1], box  # within two screens of a phone
+            phone.set_viewport_size({"width": PHONE[0], "height": 3000})
+            phone.wait_for_timeout(500)
+            phone.screenshot(path=str(ARTIFACTS / "classify-phone.png"), full_page=True)
         finally:
             browser.close()
 

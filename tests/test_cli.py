@@ -40,7 +40,7 @@ def test_no_arguments_prints_usage():
 def test_every_command_a_user_runs_is_a_subcommand():
     assert set(cli.COMMANDS) == {
         *("train", "evaluate", "calibrate", "export", "predict", "card", "models"),
-        *("report", "bench", "bench-train", "data-stats"),
+        *("report", "bench", "bench-train", "data-stats", "explain", "bench-explain", "bench-video"),
     }
 
 

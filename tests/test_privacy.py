@@ -76,7 +76,7 @@ def test_an_upload_leaves_no_trace_on_disk(monkeypatch, weights_dir, results_dir
     at.file_uploader[0].upload(name, photo, "image/png")
     at.run()
     assert not at.exception, at.exception
-    assert not at.error and [s.value for s in at.subheader] == ["Face 1"]  # analysed in full
+    assert not at.error and [s.value for s in at.subheader] == ["Face 1: how each model read it"]  # in full
     assert len(at.get("download_button")) == 2  # the exports were built too
 
     roots = [REPO, Path(tempfile.gettempdir())]
@@ -88,6 +88,24 @@ def test_an_upload_leaves_no_trace_on_disk(monkeypatch, weights_dir, results_dir
     finally:
         os.unlink(canary.name)
     assert leaks(roots, started, needles, pixel_hash) == []
+
+
+def test_a_clip_upload_leaves_no_trace_on_disk(monkeypatch, weights_dir, results_dir):
+    """The same for the Video page: the clip's name, bytes and decoded frames are nowhere on disk."""
+    from clips import moving_face_clip
+
+    monkeypatch.setenv("FER_WEIGHTS_DIR", str(weights_dir))
+    monkeypatch.setenv("FER_RESULTS_DIR", str(results_dir))
+    marker = f"privacy-marker-{uuid.uuid4().hex}"
+    clip = moving_face_clip(2.0, 10)
+    needles = {"marker": marker.encode(), "clip bytes": clip[len(clip) // 2 : len(clip) // 2 + 64]}
+    started = time.time() - 1
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/video.py").run()
+    at.file_uploader[0].set_value((f"{marker}-party.mp4", clip, "video/mp4")).run()
+    assert not at.exception and not at.error, at.exception
+    assert "Person 1" in [s.value for s in at.subheader] and len(at.get("download_button")) == 2
+    assert leaks([REPO, Path(tempfile.gettempdir())], started, needles, pixel_hash="") == []
 
 
 def leaks(roots: list[Path], since: float, needles: dict[str, bytes], pixel_hash: str) -> list[tuple[Path, str]]:

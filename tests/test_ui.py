@@ -20,7 +20,7 @@ from fer_core.predict import Analysis, FacePrediction
 from fer_core.registry import list_models
 from fer_core.report import load_references
 from fer_core.results import load_runs
-from ui import drawing, figures, style, tables, text
+from ui import drawing, figures, tables, text
 
 LABELS = list(EMOTIONS)
 
@@ -90,16 +90,18 @@ def test_enlarge_face_is_nearest_neighbour():
 # --- figures -----------------------------------------------------------------------------------
 
 
-def test_probability_figure_keeps_label_order():
-    probs = [0.05, 0.05, 0.1, 0.5, 0.1, 0.1, 0.1]
-    fig = figures.probability_figure(probs, LABELS)
-    bar = fig.data[0]
-    assert list(bar.y) == LABELS and list(bar.x) == probs
+def test_comparison_figure_groups_every_model_in_label_order():
+    probs = {"resnet18": [0.05, 0.05, 0.1, 0.5, 0.1, 0.1, 0.1], "vgg16": [0.1, 0.0, 0.1, 0.6, 0.1, 0.05, 0.05]}
+    ensemble = list(np.mean([probs["resnet18"], probs["vgg16"]], axis=0))
+    fig = figures.comparison_figure(probs, LABELS, ensemble)
+    assert [t.name for t in fig.data] == ["ResNet18", "VGG16-BN", "Ensemble"] and fig.layout.barmode == "group"
+    assert all(list(t.y) == LABELS for t in fig.data) and list(fig.data[1].x) == probs["vgg16"]
     assert list(fig.layout.yaxis.categoryarray) == LABELS[::-1]  # first label drawn on top
-    assert bar.marker.color[3] == style.TOP_COLOUR
-    assert sum(c == style.TOP_COLOUR for c in bar.marker.color) == 1
+    assert fig.data[0].marker.color != fig.data[1].marker.color  # one colour per model
+    assert fig.data[2].marker.line.width > 0  # the ensemble outlined
+    assert len(figures.comparison_figure(probs, LABELS).data) == 2  # no ensemble given: none drawn
     with pytest.raises(ValueError, match="labels"):
-        figures.probability_figure(probs[:3], LABELS)
+        figures.comparison_figure({"resnet18": probs["resnet18"][:3]}, LABELS)
 
 
 def test_confusion_figure_counts_and_row_normalised():
@@ -115,6 +117,8 @@ def test_confusion_figure_counts_and_row_normalised():
     assert np.isclose(norm[1, 3], cm[1, 3] / cm[1].sum())
     with pytest.raises(ValueError):
         figures.confusion_figure(cm[:6, :6], LABELS)
+    shared = figures.confusion_figure(cm, LABELS, zmax=1000)  # side by side on one scale
+    assert shared.data[0].zmax == 1000 and figures.confusion_figure(cm, LABELS, True, zmax=1000).data[0].zmax == 1
 
 
 def test_per_class_figure_groups_runs_per_metric():
@@ -131,23 +135,26 @@ def test_per_class_figure_groups_runs_per_metric():
         figures.per_class_figure(runs, LABELS, ["auc"])
 
 
-def test_history_figure_train_and_val_per_model():
+def test_history_figure_val_loss_and_both_accuracies_per_model():
     rows = [
         {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_acc": 0.1 * e, "val_acc": 0.09 * e}
         for e in (1, 2, 3)
     ]
     fig = figures.history_figure({"resnet18": rows, "vgg16": rows})
-    assert len(fig.data) == 8  # 2 models x {loss, acc} x {train, val}
+    assert len(fig.data) == 6  # 2 models x {val loss, train acc, val acc}: train loss is not comparable
+    assert not [t for t in fig.data if list(t.y) == [1 / e for e in (1, 2, 3)]]  # no train loss drawn
     names = {t.name for t in fig.data}
     assert {"ResNet18 train", "ResNet18 val", "VGG16-BN train", "VGG16-BN val"} <= names
     assert list(fig.data[0].x) == [1, 2, 3]
     assert sum(bool(t.showlegend) for t in fig.data) == 4  # each legend entry once, not once per panel
     assert not fig.layout.shapes and not fig.layout.annotations[2:]  # one schedule: no marks (2 = titles)
+    assert list(fig.layout.xaxis.range) == [0.5, 3.5]  # the axis ends where the data does
 
     staged = [{**r, "stage": 1 if r["epoch"] < 3 else 2} for r in rows]  # train --init after epoch 2
     fig = figures.history_figure({"resnet18": rows, "efficientnet_v2_s": staged})
     assert [s.x0 for s in fig.layout.shapes] == [2.5, 2.5]  # loss and accuracy panels
-    assert [a.text for a in fig.layout.annotations[2:]] == ["EfficientNetV2-S: new schedule (--init)"]
+    assert not fig.layout.annotations[2:]  # no text on the plot to overlap: the page's caption says it
+    assert figures.stage_lengths(staged) == [2, 1] and figures.stage_lengths(rows) == [3]
 
 
 # --- agreement and subset ensembles --------------------------------------------------------------
@@ -208,7 +215,7 @@ def test_summary_and_reference_rows(results_dir):
     assert {r["kind"] for r in refs} == {tables.MEASURED, tables.REPORTED}
     assert all(isinstance(r["accuracy %"], str) for r in refs)
     assert len(tables.reference_rows([], references)) == len(references) >= 5
-    assert refs[2]["source"] == "`fer` pip package" and refs[2]["accuracy %"] == "58.2"
+    assert refs[2]["source"] == "fer pip package" and refs[2]["accuracy %"] == "58.2"  # no literal backticks
 
 
 def test_collect_histories_takes_each_model_once(results_dir):
@@ -228,7 +235,17 @@ def test_model_cards_and_descriptions(tmp_path):
     assert described[1]["parameters"] == 11_171_271 and described[1]["selected"] is None
     meta = {"parameters": 5, "best": {"metric": "accuracy", "value": 0.5, "epoch": 3}, "selected_on": "val"}
     assert tables.describe_models({"resnet18": {**meta, "history": [{}] * 4}})[0]["selected"] == (
-        "epoch 3 of 4, accuracy 0.5000 on val"
+        "epoch 3 of 4; accuracy 0.5000 on val"
+    )
+    # a model trained in stages: its ONNX file holds the last stage only, its card all of them
+    staged = {**meta, "history": [{}] * 3, "init": {"file": "resnet18.pt"}}
+    assert tables.describe_models({"resnet18": staged})[0]["selected"] == (
+        "epoch 3 of the last stage's 3 (it went on from an earlier checkpoint); accuracy 0.5000 on val"
+    )
+    stages = [{"epochs": 40}, {"epochs": 18}]
+    card = {"model": "resnet18", "training": {"epochs": 58, "best_epoch": 58, "stages": stages}}
+    assert tables.describe_models({"resnet18": staged}, {"resnet18.card.json": card})[0]["selected"] == (
+        "epoch 58 of 58, trained in 2 stages (40 + 18 epochs); accuracy 0.5000 on val"
     )
 
 
@@ -268,7 +285,8 @@ def test_csv_export_round_trip():
     for m in models:
         label, score = face.top(m)
         assert first[f"{m}_label"] == label and float(first[f"{m}_score"]) == pytest.approx(score, abs=5e-5)
-    assert predict.export_csv([]).decode().startswith("file,face,x,y,w,h,label,score,agree")
+    assert predict.export_csv([]).decode().startswith("file,face,time_s,track,x,y,w,h,label,score,agree")
+    assert rows[0]["time_s"] == rows[0]["track"] == ""  # a photo: no time, no track
 
 
 def test_escape_markdown_keeps_text_literal():
@@ -339,6 +357,70 @@ def test_comparison_labels_pick_each_models_single_view_test_run():
     assert got == [text.run_label(runs[i]) for i in (4, 2, 0)]  # single models by name, then the ensemble
     only_val = [runs[3]]
     assert text.comparison_labels(only_val) == [text.run_label(runs[3])]  # nothing on test: every run
+
+
+def test_run_labels_never_show_file_names_and_stay_unique():
+    base = {"name": "resnet18", "models": ["resnet18"], "split": "test", "tta": "none", "_file": "resnet18_test.json"}
+    mine = {**base, "_file": "/home/me/resnet18_test.json", "_uploaded": True}
+    labels = text.unique_labels([base, {**base, "_file": "other.json"}, mine, {**mine}])
+    assert list(labels) == [
+        "ResNet18 · test · TTA none",
+        "ResNet18 · test · TTA none (2)",
+        "ResNet18 · test · TTA none · uploaded",
+        "ResNet18 · test · TTA none · uploaded (2)",
+    ]
+    assert not [k for k in labels if ".json" in k or "/" in k]
+    assert text.comparison_labels([base, base]) == list(text.unique_labels([base, base]))
+
+
+def _scored(name, split, tta, accuracy, models=None, sha=None):
+    models = models or [name]
+    return {
+        "name": name,
+        "models": models,
+        "split": split,
+        "tta": tta,
+        "data": {"n": 3589},
+        "metrics": {"accuracy": accuracy, "macro": {"f1": accuracy - 0.02}},
+        "weights": [{"model": m, "sha256": sha or m} for m in models],
+    }
+
+
+def test_leaderboard_and_headline_lead_with_the_default_view():
+    ens = ["efficientnet_v2_s", "resnet18", "vgg16"]
+    runs = [
+        _scored("efficientnet_v2_s", "test", "none", 0.66),
+        _scored("resnet18", "test", "none", 0.694),
+        _scored("resnet18", "test", "flip", 0.705),
+        _scored("resnet18", "val", "none", 0.679),
+        _scored("resnet18", "val", "none", 0.5, sha="other weights"),  # not the same weights: not its twin
+        _scored("vgg16", "test", "none", 0.692),
+        _scored("ensemble", "test", "none", 0.712, models=ens),
+        {**_scored("vgg16", "test", "none", 0.99), "_uploaded": True},  # a visitor's file leads nothing
+    ]
+    board = tables.leaderboard_rows(runs[:-1])
+    assert [r["model"] for r in board] == [
+        "Ensemble (EfficientNetV2-S + ResNet18 + VGG16-BN)",
+        "ResNet18",
+        "VGG16-BN",
+        "EfficientNetV2-S",
+    ]
+    assert [r["rank"] for r in board] == [1, 2, 3, 4]
+    resnet = board[1]
+    assert resnet["test accuracy %"] == 69.4 and resnet["val accuracy %"] == 67.9
+    assert resnet["with the mirror %"] == 70.5
+    assert board[2]["val accuracy %"] is None  # no val run of VGG16 stored
+
+    refs = [
+        {"source": "`fer` pip package", "accuracy %": "58.2", "macro-F1": 0.54},
+        {"source": "x", "accuracy %": "1 / 2"},
+    ]
+    top = tables.headline(runs, refs)
+    assert top["ensemble"]["title"].startswith("Ensemble") and top["ensemble"]["models"] == 3
+    assert [m["title"] for m in top["models"]] == ["ResNet18", "VGG16-BN", "EfficientNetV2-S"]
+    assert top["fer"] == {"accuracy": pytest.approx(0.582), "macro_f1": 0.54}
+    assert tables.headline(runs, [])["fer"] is None
+    assert tables.headline([r for r in runs if r["split"] == "val"], refs) is None  # nothing to lead with
 
 
 # --- hostile names: formulas in the CSV, autolinks in markdown, HTML in figures, odd JSON files --------
@@ -413,7 +495,7 @@ def test_figures_show_names_from_run_files_as_text():
         figures.history_figure({evil: rows}),
         figures.memory_figure({evil: [[0, 1.0], [1, 2.0]]}),
         figures.confusion_figure(np.eye(2, dtype=int), [evil, "<i>b"], title=evil),
-        figures.probability_figure([0.4, 0.6], [evil, "b&c"]),
+        figures.comparison_figure({evil: [0.4, 0.6]}, [evil, "b&c"], [0.4, 0.6]),
     ]
     for fig in figs:
         strings = _figure_strings(fig)

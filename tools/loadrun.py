@@ -317,7 +317,7 @@ async def upload_once(
     await page.set_input_files("input[type=file]", files=[{"name": name, "mimeType": mime, "buffer": photo}])
     await page.get_by_role("heading", name=name).wait_for()
     alert = page.locator("[data-testid=stAlertContainer]").filter(has_text=name)  # an error or "no face" for it
-    done = page.locator("strong", has_text="Ensemble").first
+    done = page.locator("[class*=st-key-verdict-]").first  # a face's verdict card (pages/classify.py)
     await done.or_(alert.first).wait_for()
     if await alert.count():
         if expect_refusal:

@@ -11,37 +11,44 @@ from plotly.subplots import make_subplots
 
 from fer_core.registry import model_title
 
-from .style import OTHER_COLOUR, PALETTE, TOP_COLOUR
+from .style import PALETTE
 from .tables import series_points
 from .text import escape_plotly_text
 
 PER_CLASS_METRICS = ("f1", "precision", "recall", "specificity")
 
 
-def probability_figure(probs: Sequence[float], labels: Sequence[str], height: int = 250) -> go.Figure:
-    """Horizontal bars of one model's probabilities, in label order (top = first label)."""
-    probs = [float(p) for p in probs]
-    if len(probs) != len(labels):
-        raise ValueError(f"{len(probs)} probabilities for {len(labels)} labels")
-    top = int(np.argmax(probs))
-    labels = [escape_plotly_text(label) for label in labels]  # category names are Plotly text
-    fig = go.Figure(
-        go.Bar(
-            x=probs,
-            y=labels,
-            orientation="h",
-            marker_color=[TOP_COLOUR if i == top else OTHER_COLOUR for i in range(len(probs))],
-            text=[f"{p:.0%}" for p in probs],
-            textposition="auto",
-            hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+def comparison_figure(
+    probabilities: Mapping[str, Sequence[float]], labels: Sequence[str], ensemble: Sequence[float] | None = None
+) -> go.Figure:
+    """One face, every model: grouped horizontal bars of each model's probabilities (one colour per
+    model, in label order, top = first label), and the ensemble's as an outlined bar where given."""
+    fig = go.Figure()
+    ticks = [escape_plotly_text(label) for label in labels]  # category names are Plotly text
+    series = [(model_title(m), list(p), PALETTE[j % len(PALETTE)]) for j, (m, p) in enumerate(probabilities.items())]
+    if ensemble is not None:
+        series.append(("Ensemble", list(ensemble), None))
+    for name, probs, colour in series:
+        if len(probs) != len(labels):
+            raise ValueError(f"{len(probs)} probabilities for {len(labels)} labels")
+        style = {"color": colour} if colour else {"color": "rgba(0,0,0,0)", "line": {"color": "#222", "width": 1.5}}
+        fig.add_trace(
+            go.Bar(
+                x=[float(p) for p in probs],
+                y=ticks,
+                orientation="h",
+                name=escape_plotly_text(name),
+                marker=style,
+                hovertemplate=f"{escape_plotly_text(name)}, %{{y}}: %{{x:.1%}}<extra></extra>",
+            )
         )
-    )
     fig.update_layout(
-        height=height,
+        barmode="group",
+        height=60 + 10 * len(labels) * len(series),
         margin={"l": 0, "r": 10, "t": 10, "b": 0},
         xaxis={"range": [0, 1], "tickformat": ".0%", "fixedrange": True},
-        yaxis={"categoryorder": "array", "categoryarray": labels[::-1], "fixedrange": True},
-        showlegend=False,
+        yaxis={"categoryorder": "array", "categoryarray": ticks[::-1], "fixedrange": True},
+        legend={"orientation": "h", "y": -0.15, "traceorder": "normal"},
     )
     return fig
 
@@ -54,9 +61,16 @@ def row_normalise(cm: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
 
 
 def confusion_figure(
-    cm: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[str], normalise: bool = False, title: str | None = None
+    cm: Sequence[Sequence[int]] | np.ndarray,
+    labels: Sequence[str],
+    normalise: bool = False,
+    title: str | None = None,
+    zmax: float | None = None,
+    height: int = 520,
 ) -> go.Figure:
-    """Heatmap of a confusion matrix: rows = true class (first label on top), columns = predicted."""
+    """Heatmap of a confusion matrix: rows = true class (first label on top), columns = predicted.
+    The colour scale runs 0-1 when row-normalised, else 0 to `zmax` (default: this matrix's largest
+    count), so matrices drawn side by side can share one scale."""
     counts = np.asarray(cm, dtype=np.int64)
     k = len(labels)
     if counts.shape != (k, k):
@@ -74,13 +88,13 @@ def confusion_figure(
             customdata=counts,
             colorscale="Blues",
             zmin=0,
-            zmax=1 if normalise else None,
+            zmax=1 if normalise else zmax,
             hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>",
         )
     )
     fig.update_layout(
         title=None if title is None else escape_plotly_text(title),
-        height=520,
+        height=height,
         margin={"l": 0, "r": 0, "t": 40 if title else 10, "b": 0},
         xaxis={"title": "predicted", "side": "bottom", "constrain": "domain"},
         yaxis={"title": "true", "autorange": "reversed", "scaleanchor": "x"},
@@ -130,45 +144,54 @@ def per_class_figure(
     return fig
 
 
+def stage_lengths(rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Epochs per training stage of one history (a stage: one `train` schedule; `--init` starts the
+    next); [n] for a model trained in one go."""
+    lengths: list[int] = []
+    for i, row in enumerate(rows):
+        if i == 0 or row.get("stage") != rows[i - 1].get("stage"):
+            lengths.append(0)
+        lengths[-1] += 1
+    return lengths
+
+
 def history_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.Figure:
-    """Loss and accuracy per epoch: train solid, validation dashed, one colour per model."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["loss", "accuracy"], horizontal_spacing=0.08)
+    """Validation loss, and train (solid) and validation (dashed) accuracy per epoch, one colour per
+    model; a dotted line where a model's next training stage began. Train loss is left out: a stage
+    may change what it measures (distillation mixes in a teacher's targets), validation loss not."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["validation loss", "accuracy"], horizontal_spacing=0.08)
+    last = 1
     for j, (name, rows) in enumerate(histories.items()):
         colour = PALETTE[j % len(PALETTE)]
         title = escape_plotly_text(model_title(name))  # a history key comes from the run file
         epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
-        for col, metric in ((1, "loss"), (2, "acc")):
-            for part, dash in (("train", "solid"), ("val", "dash")):
-                key = f"{part}_{metric}"
-                if not any(key in r for r in rows):
-                    continue
-                fig.add_trace(
-                    go.Scatter(
-                        x=epochs,
-                        y=[r.get(key) for r in rows],
-                        mode="lines+markers" if len(rows) < 15 else "lines",
-                        name=f"{title} {part}",
-                        legendgroup=escape_plotly_text(name),
-                        showlegend=col == 1,  # one legend entry per model and part, not per panel
-                        line={"color": colour, "dash": dash},
-                    ),
-                    row=1,
-                    col=col,
-                )
-        starts = [r.get("epoch", i + 1) for i, r in enumerate(rows) if i and r.get("stage") != rows[i - 1].get("stage")]
-        for epoch in starts:  # a model trained in stages (train --init): where each new schedule began
-            for col in (1, 2):
-                fig.add_vline(x=epoch - 0.5, line={"color": colour, "dash": "dot", "width": 1}, row=1, col=col)
-            fig.add_annotation(
-                x=epoch - 0.5,
-                y=1,
-                yref="paper",
-                text=f"{title}: new schedule (--init)",
-                showarrow=False,
-                xanchor="left",
-                font={"size": 10, "color": colour},
+        last = max([last, *[e for e in epochs if isinstance(e, (int, float))]])
+        for col, key, part, dash in (
+            (1, "val_loss", "val", "dash"),
+            (2, "train_acc", "train", "solid"),
+            (2, "val_acc", "val", "dash"),
+        ):
+            if not any(key in r for r in rows):
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=epochs,
+                    y=[r.get(key) for r in rows],
+                    mode="lines+markers" if len(rows) < 15 else "lines",
+                    name=f"{title} {part}",
+                    legendgroup=escape_plotly_text(name),
+                    showlegend=key != "val_loss",  # one legend entry per model and part, not per panel
+                    line={"color": colour, "dash": dash},
+                ),
+                row=1,
+                col=col,
             )
-    fig.update_xaxes(title_text="epoch")
+        start = 0
+        for length in stage_lengths(rows)[:-1]:  # where each later stage began: a line, no text to overlap
+            start += length
+            for col in (1, 2):
+                fig.add_vline(x=start + 0.5, line={"color": colour, "dash": "dot", "width": 1}, row=1, col=col)
+    fig.update_xaxes(title_text="epoch", range=[0.5, last + 0.5])
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     fig.update_layout(height=420, margin={"l": 0, "r": 0, "t": 30, "b": 0}, legend={"orientation": "h", "y": -0.2})
     return fig
@@ -253,4 +276,56 @@ def memory_figure(series: Mapping[str, Any]) -> go.Figure:
     fig.update_xaxes(title_text="seconds")
     fig.update_yaxes(title_text="resident memory (MB)", rangemode="tozero")
     fig.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend={"orientation": "h", "y": -0.3})
+    return fig
+
+
+def timeline_figure(times: Sequence[float], probs: Sequence[Sequence[float]], labels: Sequence[str]) -> go.Figure:
+    """One track over time: the ensemble's probability of each expression at each sampled frame."""
+    p = np.asarray(probs, dtype=float)
+    if p.ndim != 2 or p.shape != (len(times), len(labels)):
+        raise ValueError(f"{p.shape} probabilities for {len(times)} times and {len(labels)} labels")
+    fig = go.Figure()
+    for j, label in enumerate(labels):
+        name = escape_plotly_text(label)
+        fig.add_trace(
+            go.Scatter(
+                x=list(times),
+                y=p[:, j].tolist(),
+                mode="lines+markers" if len(times) < 30 else "lines",
+                name=name,
+                line={"color": PALETTE[j % len(PALETTE)]},
+                hovertemplate=f"{name} at %{{x:.1f}} s: %{{y:.0%}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        height=300,
+        margin={"l": 0, "r": 0, "t": 10, "b": 0},
+        xaxis={"title": "seconds"},
+        yaxis={"range": [0, 1], "tickformat": ".0%", "title": "ensemble"},
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def models_over_time_figure(
+    times: Sequence[float],
+    per_model: Mapping[str, Sequence[float]],
+    label: str,
+    ensemble: Sequence[float] | None = None,
+) -> go.Figure:
+    """One track, one expression (its most frequent): each model's probability of it over time, the
+    ensemble's dashed: where the lines part, the models read the face differently."""
+    fig = go.Figure()
+    for j, (model, values) in enumerate(per_model.items()):
+        name = escape_plotly_text(model_title(model))
+        fig.add_trace(go.Scatter(x=list(times), y=list(values), mode="lines", name=name, line={"color": PALETTE[j]}))
+    if ensemble is not None:
+        fig.add_trace(go.Scatter(x=list(times), y=list(ensemble), mode="lines", name="Ensemble", line={"dash": "dash"}))
+    fig.update_layout(
+        height=260,
+        margin={"l": 0, "r": 0, "t": 10, "b": 0},
+        xaxis={"title": "seconds"},
+        yaxis={"range": [0, 1], "tickformat": ".0%", "title": f"p({escape_plotly_text(label)})"},
+        legend={"orientation": "h", "y": -0.3},
+    )
     return fig

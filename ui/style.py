@@ -2,4 +2,3 @@
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies, and on photos.
 PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
-TOP_COLOUR, OTHER_COLOUR = "#0072B2", "#9DB9D3"

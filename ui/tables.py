@@ -79,6 +79,77 @@ def calibration_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _weights_key(run: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(str(w.get("sha256")) for w in run.get("weights") or []))
+
+
+def _twin(runs: Sequence[Mapping[str, Any]], run: Mapping[str, Any], split: str, tta: str) -> Mapping[str, Any] | None:
+    """The run of the same weights on another split or TTA, if there is one."""
+    key = _weights_key(run)
+    return next((r for r in runs if r["split"] == split and r["tta"] == tta and _weights_key(r) == key), None)
+
+
+def leaderboard_rows(runs: Sequence[Mapping[str, Any]], split: str = "test", tta: str = "none") -> list[dict[str, Any]]:
+    """One row per model and ensemble on `split` with `tta` (the app's default view), best accuracy
+    first, with the same weights' PublicTest accuracy and their accuracy with the mirror (TTA flip)."""
+    picked = sorted(
+        (r for r in runs if r["split"] == split and r["tta"] == tta), key=lambda r: -r["metrics"]["accuracy"]
+    )
+    rows = []
+    for rank, run in enumerate(picked, start=1):
+        val, flip = _twin(runs, run, "val", tta), _twin(runs, run, split, "flip")
+        rows.append(
+            {
+                "rank": rank,
+                "model": run_title(run) + (" (uploaded)" if run.get("_uploaded") else ""),
+                f"{split} accuracy %": round(100 * run["metrics"]["accuracy"], 2),
+                "macro-F1": round(run["metrics"]["macro"]["f1"], 3),
+                "ECE": calibration_cells(run)["ECE"],
+                "val accuracy %": round(100 * val["metrics"]["accuracy"], 2) if val else None,
+                "with the mirror %": round(100 * flip["metrics"]["accuracy"], 2) if flip else None,
+            }
+        )
+    return rows
+
+
+def headline(runs: Sequence[Mapping[str, Any]], references: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The answer at a glance, for the app's default view (PrivateTest, one view per face): the best
+    ensemble, each single model best first, and the `fer` package's figure where references give it.
+    None if no test run without TTA is stored."""
+    picked = sorted(
+        (r for r in runs if r["split"] == "test" and r["tta"] == "none" and not r.get("_uploaded")),
+        key=lambda r: -r["metrics"]["accuracy"],
+    )
+    if not picked:
+        return None
+    singles = [r for r in picked if len(r.get("models") or [r["name"]]) == 1]
+    ensembles = [r for r in picked if len(r.get("models") or [r["name"]]) > 1]
+
+    def entry(run: Mapping[str, Any]) -> dict[str, Any]:
+        m = run["metrics"]
+        n_models = len(run.get("models") or [run["name"]])
+        return {
+            "title": run_title(run),
+            "accuracy": m["accuracy"],
+            "macro_f1": m["macro"]["f1"],
+            "n": run["data"]["n"],
+            "models": n_models,
+        }
+
+    fer = next((ref for ref in references if "`fer`" in str(ref.get("source"))), None)
+    fer_acc = None
+    if fer is not None:
+        try:
+            fer_acc = float(fer["accuracy %"]) / 100
+        except (TypeError, ValueError):
+            fer_acc = None
+    return {
+        "ensemble": entry(ensembles[0]) if ensembles else None,
+        "models": [entry(r) for r in singles],
+        "fer": None if fer_acc is None else {"accuracy": fer_acc, "macro_f1": fer.get("macro-F1")},
+    }
+
+
 MEASURED, REPORTED, UPLOADED = "measured here", "reported elsewhere", "uploaded, not checked by us"
 
 
@@ -98,7 +169,8 @@ def reference_rows(runs: Sequence[Mapping[str, Any]], references: Sequence[Mappi
         for run in runs
         if run["split"] == "test"
     ]
-    theirs = [{**ref, "kind": REPORTED} for ref in references]
+    # The file is written for the README's markdown ("`fer` pip package"); a table cell shows it plain.
+    theirs = [{**ref, "source": str(ref.get("source", "")).replace("`", ""), "kind": REPORTED} for ref in references]
     # Mixed "73.1 / 73.0" and 73.3 in one column: strings throughout, so the table has one type.
     return [{**r, "accuracy %": str(r["accuracy %"])} for r in [*ours, *theirs]]
 
@@ -130,14 +202,38 @@ def card_rows(cards: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def describe_models(metas: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def checkpoint_text(meta: Mapping[str, Any], card: Mapping[str, Any] | None = None) -> str | None:
+    """Which checkpoint ships, counted over the model's whole training. A model trained in stages
+    (each `train --init` went on from the best checkpoint of the stage before) is described by its
+    card's stages; the ONNX file's own history holds only the last stage."""
+    best = meta.get("best") or {}
+    if not isinstance(best.get("value"), (int, float)):
+        return None
+    score = f"{best.get('metric', 'accuracy')} {best['value']:.4f} on {meta.get('selected_on') or 'val'}"
+    training = (card or {}).get("training") or {}
+    stages = [s.get("epochs") for s in training.get("stages") or [] if isinstance(s.get("epochs"), int)]
+    if isinstance(training.get("epochs"), int) and isinstance(training.get("best_epoch"), int):
+        text = f"epoch {training['best_epoch']} of {training['epochs']}"
+        if len(stages) > 1:
+            text += f", trained in {len(stages)} stages ({' + '.join(map(str, stages))} epochs)"
+        return f"{text}; {score}"
+    last = len(meta.get("history") or [])
+    if meta.get("init"):
+        return f"epoch {best.get('epoch')} of the last stage's {last} (it went on from an earlier checkpoint); {score}"
+    return f"epoch {best.get('epoch')} of {last}; {score}"
+
+
+def describe_models(
+    metas: Mapping[str, Mapping[str, Any]], cards: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """What each model is: the registry spec stored in its ONNX file (else the registry's own),
-    plus how its checkpoint was chosen. `metas` maps a model name to its ONNX metadata ({} if
-    the weights are not loaded)."""
+    plus which checkpoint ships (`checkpoint_text`, from its card where there is one). `metas` maps a
+    model name to its ONNX metadata ({} if the weights are not loaded); `cards` are the model cards
+    as `fer_core.cards.load_model_cards` reads them (any keys; each names its model)."""
+    by_model = {c.get("model"): c for c in (cards or {}).values() if isinstance(c, Mapping)}
     out = []
     for name, meta in metas.items():
         spec = dict(meta.get("spec") or get_spec(name).to_dict())
-        best = meta.get("best") or {}
         out.append(
             {
                 "name": name,
@@ -147,12 +243,7 @@ def describe_models(metas: Mapping[str, Mapping[str, Any]]) -> list[dict[str, An
                 "input": f"{spec.get('input_size', 48)}x{spec.get('input_size', 48)} gray",
                 "head": spec.get("head"),
                 "adaptations": list(spec.get("adaptations") or []),
-                "selected": (
-                    f"epoch {best.get('epoch')} of {len(meta.get('history') or [])}, "
-                    f"{best.get('metric', 'val accuracy')} {best.get('value'):.4f} on {meta.get('selected_on')}"
-                    if isinstance(best.get("value"), (int, float))
-                    else None
-                ),
+                "selected": checkpoint_text(meta, by_model.get(name)),
                 "loaded": bool(meta),
             }
         )
@@ -257,3 +348,29 @@ def batch_run_view(record: Any) -> dict[str, Any] | None:
         }
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return None
+
+
+def track_summaries(frames: Sequence[Any], max_tracks: int) -> list[dict[str, Any]]:
+    """Per track of a clip (`fer_core.predict.VideoFrame`s), the most seen first, at most
+    `max_tracks`: when it was seen, its expression in most frames, how often the models agreed, and
+    the series the page plots (times, ensemble probabilities, each model's probabilities)."""
+    tracks: dict[int, dict[str, Any]] = {}
+    for frame in frames:
+        for track, face in zip(frame.tracks, frame.faces, strict=True):
+            t = tracks.setdefault(track, {"track": track, "times": [], "ensemble": [], "models": {}, "labels": []})
+            t["times"].append(frame.time_s)
+            t["ensemble"].append(list(face.ensemble))
+            t["labels"].append(face.label)
+            t.setdefault("agree", 0)
+            t["agree"] += int(face.agree)
+            for model, p in face.probabilities.items():
+                t["models"].setdefault(model, []).append(list(p))
+            t["face"] = t.get("face", face.face)  # the first crop, for the card
+            t["label_names"] = face.labels
+    out = sorted(tracks.values(), key=lambda t: (-len(t["times"]), t["track"]))[:max_tracks]
+    for t in out:
+        n = len(t["times"])
+        top = max(set(t["labels"]), key=lambda lab: (t["labels"].count(lab), lab))
+        t.update(n=n, start=t["times"][0], end=t["times"][-1], label=top, share=t["labels"].count(top) / n)
+        t["agree_share"] = t.pop("agree") / n
+    return out

@@ -11,17 +11,33 @@ from fer_core.results import run_title
 
 
 def run_label(run: Mapping[str, Any]) -> str:
-    """A one-line name that tells runs of the same model apart (split, test-time augmentation, file)."""
+    """What a run is shown as: model · split · TTA (never its file name), and "uploaded" for a
+    visitor's own run file."""
     label = f"{run_title(run)} · {run['split']} · TTA {run['tta']}"
-    return f"{label} · {run['_file']}" if run.get("_file") else label
+    return f"{label} · uploaded" if run.get("_uploaded") else label
+
+
+def unique_labels(runs: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Label -> run, in the runs' order; a second run of the same model, split and TTA (other
+    weights, say) gets " (2)", a third " (3)"."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for run in runs:
+        label = base = run_label(run)
+        n = 2
+        while label in out:
+            label, n = f"{base} ({n})", n + 1
+        out[label] = run
+    return out
 
 
 def comparison_labels(runs: Sequence[Mapping[str, Any]], split: str = "test", tta: str = "none") -> list[str]:
-    """Labels of the runs a reader compares first: each model's (and each ensemble's) run on `split`
-    with `tta`, single models before ensembles. Falls back to every run's label if none matches."""
-    picked = [r for r in runs if r["split"] == split and r["tta"] == tta]
-    picked.sort(key=lambda r: (len(r.get("models") or [r["name"]]) > 1, run_title(r), r.get("_file", "")))
-    return [run_label(r) for r in picked] or [run_label(r) for r in runs]
+    """Labels (as `unique_labels` gives them) of the runs a reader compares first: each model's (and
+    each ensemble's) run on `split` with `tta`, single models before ensembles. Falls back to every
+    run's label if none matches."""
+    labelled = unique_labels(runs)
+    picked = [(k, r) for k, r in labelled.items() if r["split"] == split and r["tta"] == tta]
+    picked.sort(key=lambda kr: (len(kr[1].get("models") or [kr[1]["name"]]) > 1, run_title(kr[1]), kr[0]))
+    return [k for k, _ in picked] or list(labelled)
 
 
 _MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#|~$:"})
