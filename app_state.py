@@ -37,6 +37,20 @@ or point the app at a folder that holds `efficientnet_v2_s.onnx`, `resnet18.onnx
 with `FER_WEIGHTS_DIR=/path/to/weights streamlit run app.py`."""
 
 
+def through_app() -> None:
+    """Make sure a page runs inside app.py's navigation. While no run of this process has called
+    st.navigation yet, Streamlit treats pages/ as its older multipage folder and runs a page file on
+    its own when its address is opened directly (the first visitor after a start following a link to
+    /benchmarks): no top bar, a sidebar listing every file. Each page calls this first; it turns
+    that mode off (PagesManager.uses_pages_directory, streamlit 1.67) and reruns through app.py,
+    which then shows the page that was asked for."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def weights_dir() -> str:
     return os.environ.get("FER_WEIGHTS_DIR") or str(DEFAULT_WEIGHTS_DIR)
 

@@ -3,19 +3,21 @@
 import pandas as pd
 import streamlit as st
 
-from app_state import get_predictor, weights_dir
+from app_state import get_predictor, through_app, weights_dir
 from fer_core.cards import load_model_cards
 from fer_core.jsonfile import MAX_SMALL_JSON_BYTES
 from fer_core.registry import list_models
 from ui.tables import card_rows, describe_models
 from ui.text import escape_markdown
 
+through_app()  # a page opened by its address still runs inside app.py's navigation
+
 st.title("About this workbench")
 st.markdown(
     "Three networks from torchvision, adapted to 48×48 gray faces and trained on FER2013, read "
     "each face; their **ensemble** is the mean of their softmax outputs. Faces are found with OpenCV's Haar "
     "cascade, then cropped, squared and resized to 48×48 gray the way FER2013 faces are, before the networks see them. "
-    "With *Read each face with its mirror too* (Classify), each network also reads the mirrored face and the two "
+    "With *Read the mirror too* (Classify), each network also reads the mirrored face and the two "
     "readings are averaged: the *TTA flip* runs on the Benchmarks page measure what that buys."
 )
 

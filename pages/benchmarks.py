@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_state import get_runs, results_dir, uploaded_runs
+from app_state import get_runs, results_dir, through_app, uploaded_runs
 from fer_core.jsonfile import read_json_file
 from fer_core.registry import model_title
 from fer_core.report import load_references
@@ -40,6 +40,8 @@ from ui.tables import (
     summary_rows,
 )
 from ui.text import comparison_labels, escape_markdown, unique_labels
+
+through_app()  # a page opened by its address still runs inside app.py's navigation
 
 
 def show_headline(top: dict) -> None:

@@ -4,7 +4,7 @@ import logging
 
 import streamlit as st
 
-from app_state import get_predictor
+from app_state import get_predictor, through_app
 from fer_core.errors import InvalidImageError, WeightsError
 from fer_core.explain import MAX_EXPLAINED_FACES, FaceMaps, overlay
 from fer_core.imageio import WEB_FORMATS, WEB_SUFFIXES
@@ -15,6 +15,8 @@ from ui.drawing import DISPLAY_MAX_SIDE, draw_faces, enlarge_face
 from ui.examples import EXAMPLES, example_photo
 from ui.figures import comparison_figure
 from ui.text import escape_markdown
+
+through_app()  # a page opened by its address still runs inside app.py's navigation
 
 MAX_PHOTOS = 10  # per page run: every photo is held in memory until the page is drawn
 MAX_PHOTO_MB = 10  # per photo (the server allows 50 MB for the Video page's clips)

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from app_state import get_predictor
+from app_state import get_predictor, through_app
 from fer_core.errors import InvalidImageError
 from fer_core.predict import VideoFrame, video_csv, video_json
 from fer_core.registry import model_title
@@ -15,6 +15,8 @@ from ui.drawing import draw_faces, enlarge_face
 from ui.figures import models_over_time_figure, timeline_figure
 from ui.tables import track_summaries
 from ui.text import escape_markdown
+
+through_app()  # a page opened by its address still runs inside app.py's navigation
 
 RATES = (1, 2, 3, 5)  # frames read per second of clip: 2 keeps a clip's analysis faster than real time
 MAX_TRACKS_SHOWN = 6  # the people seen in the most frames; the CSV and JSON hold every track

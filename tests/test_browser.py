@@ -142,6 +142,24 @@ def test_the_answer_comes_first_on_a_laptop_and_a_phone(
             browser.close()
 
 
+def test_a_page_opened_by_its_address_keeps_the_apps_navigation(playwright_api, server):
+    """The first visit after a start is a link to /benchmarks: the page shows inside app.py's
+    navigation (the top bar), not as a lone file of pages/ with Streamlit's sidebar of file names."""
+    with playwright_api() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": LAPTOP[0], "height": LAPTOP[1]})
+            page.set_default_timeout(90_000)
+            for path, heading in (("/benchmarks", "Benchmarks"), ("/video", "Expressions over time")):
+                page.goto(server + path)
+                page.get_by_role("heading", name=heading, exact=True).wait_for()
+                page.get_by_role("link", name="Classify").wait_for()  # the top bar's links
+                assert page.locator("[data-testid=stSidebarNav]").count() == 0
+                assert "classify\nvideo" not in page.inner_text("body").lower()  # no list of file names
+        finally:
+            browser.close()
+
+
 @pytest.mark.slow  # 20 s of load plus the server's start
 def test_loadrun_three_browsers_no_errors_no_leaks(playwright_api, weights_dir, results_dir, tmp_path, monkeypatch):
     """tools/loadrun.py in small: its own server, three pages uploading for 20 s and at least two photos
