@@ -43,10 +43,10 @@ def faithfulness(models: dict[str, Any], faces: np.ndarray, patch: int, stride: 
         fm = explain_face(models, face, patch, stride)
         seconds.append(time.perf_counter() - t0)
         for name, model in models.items():
-            target, t = fm.targets[name], model.temperature
+            target, t, bend = fm.targets[name], model.temperature, model.bend
 
             def p(img: np.ndarray) -> float:
-                return float(predict_proba(model, img[None], temperature=t)[0, target])  # noqa: B023
+                return float(predict_proba(model, img[None], temperature=t, bend=bend)[0, target])  # noqa: B023
 
             base = p(face)
             own = base - p(hide_top(face, fm.maps[name], HIDDEN))

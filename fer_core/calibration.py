@@ -1,9 +1,13 @@
-"""How sure: temperature scaling of each model (and of the ensemble), and the calibration metrics.
+"""How sure: calibration of each model (and of the ensemble), and the calibration metrics.
 
-A model's logits are divided by its temperature T before the softmax: T > 1 softens, T < 1
-sharpens, and the argmax never moves, so a model's accuracy is unchanged. One T per model is fitted
-on PublicTest (`val/`) alone by minimising the negative log-likelihood (`python -m fer_core
-calibrate`), in the app's default view (one 48x48 view, no TTA). The ensemble averages the calibrated
+A model's probabilities are softmax(u / T - bend * u**2), u = log_softmax(logits)
+(`preprocess.calibrated_softmax`): T > 1 softens, T < 1 sharpens, and bend >= 0 sharpens the
+confident faces more than the uncertain ones, which one temperature cannot do (networks trained
+with label smoothing are under-confident at the top and over-confident in the middle; see
+docs/explain.md). The map is increasing in u, so the argmax never moves and a model's accuracy
+is unchanged; bend = 0 is plain temperature scaling. (T, bend) per model is fitted on PublicTest
+(`val/`) alone by minimising the negative log-likelihood (`python -m fer_core calibrate`), in the
+app's default view (one 48x48 view, no TTA). The ensemble averages the calibrated
 probabilities and then applies a temperature of its own, fitted on the same split, to the average:
 an average of models that disagree is less confident than it is right. That temperature does not
 move the ensemble's argmax either.
@@ -33,6 +37,7 @@ BINS = 15  # equal-width confidence bins of the expected calibration error and t
 FIT_SPLIT = "val"  # PublicTest: temperatures are fitted on it, never on test/ (PrivateTest)
 FIT_TTA = "none"  # the app's default view
 T_MIN, T_MAX = 0.05, 20.0  # the search range of a temperature
+BEND_MAX = 1.0  # the search range of a model's bend is [0, BEND_MAX]
 _EPS = 1e-12
 
 
@@ -135,6 +140,33 @@ def fit_temperature(probs: np.ndarray, y: Sequence[int] | np.ndarray, iterations
     return float(1.0 / ((lo + hi) / 2.0))
 
 
+def model_nll(log_p: np.ndarray, y: np.ndarray, temperature: float, bend: float) -> float:
+    """NLL of softmax(u / T - bend * u**2) for u = `log_p` (log-probabilities)."""
+    s = log_p / temperature - bend * log_p * log_p
+    s = s - s.max(axis=1, keepdims=True)
+    return float(np.mean(np.log(np.exp(s).sum(axis=1)) - s[np.arange(len(y)), y]))
+
+
+def fit_model_calibration(probs: np.ndarray, y: Sequence[int] | np.ndarray) -> tuple[float, float]:
+    """(T, bend) minimising the NLL of a model's single-view probabilities `probs` (at T = 1) on y:
+    the temperature alone first (`fit_temperature`), then both together from there, bounded
+    (L-BFGS-B over 1/T in [1/T_MAX, 1/T_MIN] and bend in [0, BEND_MAX])."""
+    from scipy.optimize import minimize
+
+    u, y = log_probs(probs), np.asarray(y)
+    t0 = fit_temperature(probs, y)
+    res = minimize(
+        lambda v: model_nll(u, y, 1.0 / v[0], v[1]),
+        x0=[1.0 / t0, 0.0],
+        method="L-BFGS-B",
+        bounds=[(1.0 / T_MAX, 1.0 / T_MIN), (0.0, BEND_MAX)],
+    )
+    beta, bend = (float(v) for v in res.x)
+    if not res.success or model_nll(u, y, 1.0 / beta, bend) > model_nll(u, y, t0, 0.0):
+        return t0, 0.0  # never worse than the temperature alone
+    return 1.0 / beta, bend
+
+
 # --- the stored temperatures -------------------------------------------------------------------
 
 
@@ -154,6 +186,12 @@ class Calibration:
         """`name`'s temperature if it was fitted for the file with this sha256, else 1.0."""
         entry = self.models.get(name)
         return float(entry["temperature"]) if entry and entry["sha256"] == sha256 else 1.0
+
+    def bend(self, name: str, sha256: str) -> float:
+        """`name`'s bend if it was fitted for the file with this sha256, else 0.0 (files written
+        before bends were fitted have none: plain temperature scaling)."""
+        entry = self.models.get(name)
+        return float(entry.get("bend", 0.0)) if entry and entry["sha256"] == sha256 else 0.0
 
     def ensemble_temperature(self, hashes: Mapping[str, str]) -> float:
         """The ensemble's temperature if it was fitted for exactly these models' files, else 1.0."""
@@ -186,6 +224,9 @@ def parse_calibration(data: Any, source: str = FILE_NAME) -> Calibration:
             raise CalibrationError(
                 f"{source}: models.{name} needs a temperature in [{T_MIN}, {T_MAX}] and the sha256 of its weights"
             )
+        bend = entry.get("bend", 0.0)
+        if not (isinstance(bend, (int, float)) and not isinstance(bend, bool) and 0.0 <= bend <= BEND_MAX):
+            raise CalibrationError(f"{source}: models.{name}.bend must be a number from 0 to {BEND_MAX}")
     ens = data.get("ensemble")
     if ens is not None and not (
         isinstance(ens, dict)

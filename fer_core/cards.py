@@ -161,6 +161,7 @@ def build_card(
         },
         "calibration": {  # weights/calibration.json's temperature for exactly this file (1.0: none fitted)
             "temperature": model.temperature,
+            "bend": model.bend,
             "fitted_on": FIT_SPLIT,
             "command": "python -m fer_core calibrate",
         },

@@ -117,15 +117,16 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     folder = args.weights_dir or DEFAULT_WEIGHTS_DIR
     cal = calibrate(args.data, folder, args.threads, args.limit)
     fitted = cal.info["fitted_on"]
-    print(f"temperatures fitted on {fitted['split']} ({fitted['n']} images, TTA {fitted['tta']}, by NLL):")
+    print(f"calibration fitted on {fitted['split']} ({fitted['n']} images, TTA {fitted['tta']}, by NLL):")
     temps = {m: e["temperature"] for m, e in cal.models.items()}
+    bends = {m: e.get("bend", 0.0) for m, e in cal.models.items()}
     if cal.ensemble:
         temps["ensemble"] = cal.ensemble["temperature"]
     for name, t in temps.items():
         row = cal.info["metrics"][fitted["split"]][name]
         before, after = row["raw"], row["calibrated"]
         print(
-            f"  {name:18s} T={t:.4f}  ECE {before['ece']:.4f} -> {after['ece']:.4f}  "
+            f"  {name:18s} T={t:.4f} bend={bends.get(name, 0.0):.4f}  ECE {before['ece']:.4f} -> {after['ece']:.4f}  "
             f"NLL {before['nll']:.4f} -> {after['nll']:.4f}  Brier {before['brier']:.4f} -> {after['brier']:.4f}"
         )
     print(f"-> {write_calibration(cal, folder)}")

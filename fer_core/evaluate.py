@@ -23,13 +23,22 @@ from typing import Any
 import numpy as np
 
 from . import __version__, ensemble
-from .calibration import FIT_SPLIT, FIT_TTA, Calibration, apply_temperature, calibration_metrics, fit_temperature
+from .calibration import (
+    FIT_SPLIT,
+    FIT_TTA,
+    Calibration,
+    apply_temperature,
+    calibration_metrics,
+    fit_model_calibration,
+    fit_temperature,
+    log_probs,
+)
 from .data import FERData, Split, load_fer2013
 from .ensemble import combine, mean_probs
 from .errors import WeightsError
 from .labels import EMOTIONS
 from .metrics import classification_metrics
-from .preprocess import predict_proba_at
+from .preprocess import calibrated_softmax, predict_proba_at
 from .provenance import git_commit, utc_timestamp
 from .registry import get_spec, list_models
 from .results import SCHEMA, training_record, validate_run
@@ -108,6 +117,7 @@ class Predictions:
     seconds: dict[str, float]  # model name -> seconds its pass took
     raw: dict[str, np.ndarray] = field(default_factory=dict)  # model name -> (N, 7) softmax at T = 1
     temperatures: dict[str, float] = field(default_factory=dict)  # model name -> its temperature
+    bends: dict[str, float] = field(default_factory=dict)  # model name -> its bend
 
     def only(self, name: str) -> Predictions:
         """The same pass, as if `name` had been the only model read."""
@@ -117,6 +127,7 @@ class Predictions:
             seconds={name: self.seconds[name]},
             raw={name: self.raw[name]},
             temperatures={name: self.temperatures[name]},
+            bends={name: self.bends[name]},
         )
 
 
@@ -139,13 +150,14 @@ def collect(
     raw: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     temperatures = {name: float(model.temperature) for name, model in models.items()}
+    bends = {name: float(getattr(model, "bend", 0.0)) for name, model in models.items()}
     for model_name, model in models.items():
         t0 = time.perf_counter()
         raw[model_name], probs[model_name] = predict_proba_at(
-            model, s.images, (1.0, temperatures[model_name]), tta, batch_size
+            model, s.images, ((1.0, 0.0), (temperatures[model_name], bends[model_name])), tta, batch_size
         )
         seconds[model_name] = time.perf_counter() - t0
-    return Predictions(data, split, s, tta, threads, batch_size, probs, seconds, raw, temperatures)
+    return Predictions(data, split, s, tta, threads, batch_size, probs, seconds, raw, temperatures, bends)
 
 
 def make_run(name: str, models: dict[str, Any], preds: Predictions) -> dict[str, Any]:
@@ -176,6 +188,7 @@ def make_run(name: str, models: dict[str, Any], preds: Predictions) -> dict[str,
         "metrics": classification_metrics(y, final),
         "calibration": {
             "temperatures": dict(preds.temperatures),
+            "bends": dict(preds.bends),
             "ensemble_temperature": t_ensemble,
             "raw": calibration_metrics(raw, y),  # every temperature 1: the networks' own softmax
             "calibrated": calibration_metrics(final, y),  # what `metrics` and `samples` hold
@@ -217,9 +230,11 @@ def calibrate(
         return {k: round(full[k], 6) for k in ("ece", "nll", "brier", "accuracy", "mean_confidence")}
 
     for name, model in models.items():
-        t = fit_temperature(preds.raw[name], y)
-        calibrated[name] = apply_temperature(preds.raw[name], t)  # exact: one view, so p = softmax(z)
-        entries[name] = {"temperature": round(t, 6), "sha256": model.sha256, "file": model.path.name}
+        t, bend = fit_model_calibration(preds.raw[name], y)
+        t, bend = round(t, 6), round(bend, 6)
+        # exact: one view, so log p = log_softmax(z)
+        calibrated[name] = calibrated_softmax(log_probs(preds.raw[name]), t, bend)
+        entries[name] = {"temperature": t, "bend": bend, "sha256": model.sha256, "file": model.path.name}
         metrics[name] = {"raw": summary(preds.raw[name]), "calibrated": summary(calibrated[name])}
     ensemble_entry = None
     if len(models) > 1:

@@ -60,9 +60,9 @@ def occlusion_map(
     `temperature` (OnnxModel): probabilities are the served, calibrated ones."""
     if face.shape != (FACE_SIZE, FACE_SIZE) or face.dtype != np.uint8:
         raise ValueError(f"expected a ({FACE_SIZE}, {FACE_SIZE}) uint8 face, got {face.shape} {face.dtype}")
-    t = float(getattr(model, "temperature", 1.0))
+    t, bend = float(getattr(model, "temperature", 1.0)), float(getattr(model, "bend", 0.0))
     hidden = occluded(face, patch, stride)
-    probs = predict_proba(model, np.concatenate([face[None], hidden]), temperature=t)  # one batched call
+    probs = predict_proba(model, np.concatenate([face[None], hidden]), temperature=t, bend=bend)  # one batched call
     if target is None:
         target = int(np.argmax(probs[0]))
     drops = probs[0, target] - probs[1:, target]

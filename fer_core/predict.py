@@ -187,7 +187,7 @@ class Predictor:
 
     @property
     def calibrated(self) -> bool:
-        return any(t != 1.0 for t in self.temperatures.values())
+        return any(t != 1.0 for t in self.temperatures.values()) or any(m.bend for m in self.models.values())
 
     def predict(
         self,
@@ -320,7 +320,7 @@ class Predictor:
         for name, model in self.models.items():
             t = time.perf_counter()
             probs[name] = (
-                predict_proba(model, faces, tta=tta, temperature=model.temperature)
+                predict_proba(model, faces, tta=tta, temperature=model.temperature, bend=model.bend)
                 if len(faces)
                 else np.zeros((0, len(EMOTIONS)))
             )

@@ -70,27 +70,48 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def calibrated_softmax(logits: np.ndarray, temperature: float = 1.0, bend: float = 0.0) -> np.ndarray:
+    """A model's calibrated probabilities (fer_core.calibration): softmax(u / T - bend * u**2) with
+    u = log_softmax(logits). bend = 0 is plain temperature scaling, softmax(logits / T). For T > 0
+    and bend >= 0 the map is increasing in u (u <= 0), so the argmax never moves."""
+    z = np.asarray(logits, dtype=np.float64)
+    if bend == 0.0:
+        return softmax(z / temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    u = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return softmax(u / temperature - bend * u * u)
+
+
 def predict_proba(
-    logits_fn, faces: np.ndarray, tta: str = "none", batch_size: int = 256, temperature: float = 1.0
+    logits_fn, faces: np.ndarray, tta: str = "none", batch_size: int = 256, temperature: float = 1.0, bend: float = 0.0
 ) -> np.ndarray:
-    """Softmax probabilities (N, 7) of `logits_fn` over faces, averaged over TTA views, with the
-    logits divided by `temperature` (a model's calibration, fer_core.calibration) before the softmax.
+    """Softmax probabilities (N, 7) of `logits_fn` over faces, averaged over TTA views, then
+    calibrated by `temperature` and `bend` (a model's calibration, `calibrated_softmax`).
 
     `logits_fn` maps a (B, 1, 48, 48) float32 array to (B, 7) logits: an ONNX Runtime session or a
     torch module wrapped the same way. This is the one inference loop of the project.
     """
-    return predict_proba_at(logits_fn, faces, (temperature,), tta, batch_size)[0]
+    return predict_proba_at(logits_fn, faces, ((temperature, bend),), tta, batch_size)[0]
 
 
 def predict_proba_at(
-    logits_fn, faces: np.ndarray, temperatures: tuple[float, ...], tta: str = "none", batch_size: int = 256
+    logits_fn,
+    faces: np.ndarray,
+    calibrations: tuple[tuple[float, float], ...],
+    tta: str = "none",
+    batch_size: int = 256,
 ) -> list[np.ndarray]:
-    """`predict_proba` at each of `temperatures`, from one pass of the network (evaluation records
-    the raw probabilities, T = 1, beside the calibrated ones)."""
-    out: list[list[np.ndarray]] = [[] for _ in temperatures]
+    """`predict_proba` at each of `calibrations` ((temperature, bend) pairs), from one pass of the
+    network (evaluation records the raw probabilities, (1, 0), beside the calibrated ones)."""
+    out: list[list[np.ndarray]] = [[] for _ in calibrations]
     for start in range(0, len(faces), batch_size):
         chunk = faces[start : start + batch_size]
         views = [np.asarray(logits_fn(to_model_input(v)), dtype=np.float64) for v in tta_views(chunk, tta)]
-        for i, t in enumerate(temperatures):
-            out[i].append(sum(softmax(z / t) for z in views) / len(views))
+        mean = sum(softmax(z) for z in views) / len(views)  # the model's reading of the face, all views
+        for i, (t, bend) in enumerate(calibrations):
+            # calibrated after the views are averaged: an increasing map of one distribution keeps
+            # its argmax, so calibration never changes a model's answer, with TTA or without
+            out[i].append(
+                mean if (t, bend) == (1.0, 0.0) else calibrated_softmax(np.log(np.clip(mean, 1e-12, None)), t, bend)
+            )
     return [np.concatenate(o) if o else np.zeros((0, NUM_CLASSES)) for o in out]

@@ -147,6 +147,11 @@ def _check_calibration(run: dict[str, Any]) -> None:
         raise RunSchemaError("calibration.temperatures must give one temperature per model of the run")
     if not all(_number(t, 0.01, 100) for t in temps.values()):
         raise RunSchemaError("calibration.temperatures must be numbers from 0.01 to 100")
+    bends = c.get("bends")  # optional: runs written before bends were fitted have none (all 0)
+    if bends is not None and not (
+        isinstance(bends, dict) and set(bends) == set(run["models"]) and all(_number(b, 0, 1) for b in bends.values())
+    ):
+        raise RunSchemaError("calibration.bends must give each model of the run a number from 0 to 1")
     if c.get("ensemble_temperature") is not None and not _number(c["ensemble_temperature"], 0.01, 100):
         raise RunSchemaError("calibration.ensemble_temperature must be a number from 0.01 to 100, or null")
     for part in ("raw", "calibrated"):

@@ -71,6 +71,7 @@ class TorchCheckpointModel:
     temperatures are fitted for exported files (`python -m fer_core calibrate`)."""
 
     temperature = 1.0
+    bend = 0.0
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         import torch
@@ -102,6 +103,7 @@ class TorchCheckpointModel:
             "parameters": int(self.meta["parameters"]),
             "checkpoint_sha256": sha,
             "temperature": self.temperature,
+            "bend": self.bend,
         }
 
 

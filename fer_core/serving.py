@@ -136,7 +136,9 @@ class OnnxModel:
         # The temperature fitted on PublicTest for exactly this file (weights/calibration.json);
         # 1.0 (raw softmax) for weights no temperature was fitted for.
         try:
-            self.temperature = load_calibration(self.path.parent).temperature(self.name, self._sha256)
+            calibration = load_calibration(self.path.parent)
+            self.temperature = calibration.temperature(self.name, self._sha256)
+            self.bend = calibration.bend(self.name, self._sha256)
         except CalibrationError as exc:
             raise WeightsError(str(exc)) from None
         release_freed_memory()
@@ -158,6 +160,7 @@ class OnnxModel:
             "parameters": int(self.meta.get("parameters", 0)),
             "checkpoint_sha256": self.meta.get("checkpoint_sha256"),
             "temperature": self.temperature,
+            "bend": self.bend,
         }
 
 

@@ -21,6 +21,7 @@ from fer_core.calibration import (
     brier,
     calibration_metrics,
     ece,
+    fit_model_calibration,
     fit_temperature,
     load_calibration,
     nll,
@@ -30,7 +31,7 @@ from fer_core.calibration import (
 )
 from fer_core.errors import WeightsError
 from fer_core.evaluate import calibrate, evaluate
-from fer_core.preprocess import predict_proba, softmax, to_model_input
+from fer_core.preprocess import calibrated_softmax, predict_proba, softmax, to_model_input
 from fer_core.registry import list_models
 from fer_core.results import RunSchemaError, validate_run
 from fer_core.serving import load_models
@@ -214,3 +215,56 @@ def test_calibrate_command_prints_before_and_after(weights_dir, tmp_path, real_d
     assert proc.returncode == 0, proc.stderr
     assert "fitted on val (300 images" in proc.stdout and "ensemble" in proc.stdout
     assert load_calibration(folder).info["fitted_on"]["n"] == 300
+
+
+# --- the bend: a second parameter one temperature cannot stand in for --------------------------
+
+
+def _bent(n: int, bend: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities softmax(z) whose labels are drawn from their bent version (temperature 1):
+    too unsure where they are sure, which no single temperature undoes."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, (n, 7))
+    truth = calibrated_softmax(z, 1.0, bend)
+    y = np.array([rng.choice(7, p=row) for row in truth])
+    return softmax(z), y
+
+
+def test_the_bend_keeps_every_answer_and_zero_is_plain_temperature_scaling():
+    z, _ = _sampled(500, 1.0, seed=3)
+    np.testing.assert_allclose(calibrated_softmax(z, 1.7, 0.0), softmax(z / 1.7), atol=1e-12)
+    for t, bend in ((1.0, 0.3), (0.5, 1.0), (3.0, 0.05)):
+        p = calibrated_softmax(z, t, bend)
+        assert np.array_equal(p.argmax(axis=1), z.argmax(axis=1)) and np.allclose(p.sum(axis=1), 1)
+        # shift-invariant like a softmax: the logits' constant does not matter
+        np.testing.assert_allclose(calibrated_softmax(z + 5.0, t, bend), p, atol=1e-10)
+
+
+def test_fitting_the_bend_finds_what_one_temperature_cannot():
+    probs, y = _bent(20_000, bend=0.3)
+    t_only = fit_temperature(probs, y)
+    t, bend = fit_model_calibration(probs, y)
+    by_t, by_both = apply_temperature(probs, t_only), calibrated_softmax(np.log(probs), t, bend)
+    assert abs(bend - 0.3) < 0.06 and abs(t - 1.0) < 0.1  # the curve that made the labels
+    assert nll(by_both, y) < nll(by_t, y) and ece(by_both, y) < ece(by_t, y)
+    assert np.array_equal(by_both.argmax(axis=1), probs.argmax(axis=1))  # accuracy unchanged
+    calibrated, y2 = _sampled(20_000, 1.0, seed=5)  # already calibrated: no bend to find
+    t2, bend2 = fit_model_calibration(softmax(calibrated), y2)
+    assert abs(t2 - 1.0) < 0.05 and bend2 < 0.02
+
+
+def test_models_serve_their_bend_and_files_without_one_read_as_zero(weights_dir, tmp_path):
+    folder = _copy_weights(weights_dir, tmp_path)
+    models = load_models(weights_dir=folder)
+    entries = {"resnet18": {"temperature": 0.8, "bend": 0.25, "sha256": models["resnet18"].sha256}}
+    entries["vgg16"] = {"temperature": 1.2, "sha256": models["vgg16"].sha256}  # an older file: no bend
+    write_calibration(Calibration(models=entries), folder)
+    models = load_models(weights_dir=folder)
+    assert (models["resnet18"].bend, models["vgg16"].bend, models["efficientnet_v2_s"].bend) == (0.25, 0.0, 0.0)
+    faces = tiny_data()["test"].images[:4]
+    logits = models["resnet18"](to_model_input(faces))
+    got = Predictor(models).analyze(faces[0], detect=False, region="whole").faces[0].probabilities["resnet18"]
+    np.testing.assert_allclose(got, calibrated_softmax(logits[:1], 0.8, 0.25)[0], atol=1e-6)
+    for bad in (-0.1, 1.5, "x", True):
+        with pytest.raises(CalibrationError, match="bend"):
+            parse_calibration({"schema": SCHEMA, "models": {"resnet18": {**entries["resnet18"], "bend": bad}}})

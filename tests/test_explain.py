@@ -152,7 +152,7 @@ def test_the_shipped_models_maps_are_faithful_and_their_own(astronaut_jpeg):
             t = fm.targets[name]
 
             def p(img, model=model, t=t):
-                return predict_proba(model, img[None], temperature=model.temperature)[0, t]
+                return predict_proba(model, img[None], temperature=model.temperature, bend=model.bend)[0, t]
 
             own = p(face) - p(hide_top(face, fm.maps[name], 0.15))
             rand = np.mean([p(face) - p(hide_top(face, rng.random((48, 48)), 0.15)) for _ in range(3)])

@@ -66,6 +66,7 @@ def calibration_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "split": run["split"],
                 "tta": run["tta"],
                 "temperature": ", ".join(f"{t:.3f}" for t in temps.values()),
+                "bend": ", ".join(f"{b:.3f}" for b in (cal.get("bends") or {}).values()) or "–",
                 "ECE before": round(before["ece"], 4),
                 "ECE after": round(after["ece"], 4),
                 "NLL before": round(before["nll"], 4),
