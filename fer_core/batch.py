@@ -36,9 +36,9 @@ from typing import IO, Any
 from . import csvsafe
 from .errors import InvalidImageError
 from .imageio import IMAGE_SUFFIXES, MAX_BYTES
-from .predict import FacePrediction, Predictor, VideoFrame, csv_header, csv_rows
+from .predict import FacePrediction, Predictor, VideoFrame, csv_header, csv_rows, video_csv_rows
 from .preprocess import check_tta
-from .video import DEFAULT_FPS, MAX_SECONDS, MAX_VIDEO_BYTES, VIDEO_SUFFIXES, is_video
+from .video import DEFAULT_FPS, MAX_FPS, MAX_SECONDS, MAX_VIDEO_BYTES, VIDEO_SUFFIXES, is_video
 
 # File names on Linux are bytes, not always UTF-8: surrogateescape writes such a name's bytes as
 # they are and reads them back to the same str, so --resume still recognises the file.
@@ -214,8 +214,8 @@ class BatchOptions:
     def __post_init__(self) -> None:
         if self.resume and not self.output:
             raise ValueError("--resume needs the output file of the earlier run (-o FILE)")
-        if not (0 < self.fps <= 10):
-            raise ValueError(f"--fps must be above 0 and at most 10; got {self.fps}")
+        if not (0 < self.fps <= MAX_FPS):
+            raise ValueError(f"--fps must be above 0 and at most {MAX_FPS:g}; got {self.fps}")
         if self.max_seconds <= 0 or self.max_video_bytes <= 0:
             raise ValueError("--max-seconds and --max-video-mb must be positive")
         check_tta(self.tta)  # here, else every image would fail with the same error
@@ -234,7 +234,8 @@ def predict_paths(paths: Iterable[str | os.PathLike], predictor: Predictor, opti
         for f in files:
             if str(f) in done:
                 continue
-            if not isinstance(f, Unreadable) and is_video(f):
+            clip = not isinstance(f, Unreadable) and is_video(f)
+            if clip:
                 frames, message = _read_clip(predictor, f, options)
             else:
                 faces, message = _read(predictor, f, options)
@@ -243,7 +244,7 @@ def predict_paths(paths: Iterable[str | os.PathLike], predictor: Predictor, opti
                 print(f"error: {f}: {message}", file=sys.stderr)
                 rows.error(f, message)
                 continue
-            if not isinstance(f, Unreadable) and is_video(f):
+            if clip:
                 n_faces += sum(len(fr.faces) for fr in frames)
                 rows.frames(f, frames, options.fps)
             else:
@@ -293,8 +294,13 @@ def _read(predictor: Predictor, f: Path | Unreadable, options: BatchOptions) -> 
         faces = predictor.predict(f, detect=o.detect, small_faces=o.small_faces, region=o.region, tta=o.tta)
         return faces, None
     except Exception as exc:  # InvalidImageError, OSError, or a bug: one image never stops the run
-        known = isinstance(exc, (InvalidImageError, OSError))
-        return [], str(exc) if known else f"{type(exc).__name__}: {exc}"
+        return [], _message(exc)
+
+
+def _message(exc: Exception) -> str:
+    """What an error row says: a known problem with the file as it is, a bug with its type."""
+    known = isinstance(exc, (InvalidImageError, OSError))  # InvalidVideoError is an InvalidImageError
+    return str(exc) if known else f"{type(exc).__name__}: {exc}"
 
 
 def _read_clip(predictor: Predictor, f: Path, options: BatchOptions) -> tuple[list[VideoFrame], str | None]:
@@ -314,8 +320,7 @@ def _read_clip(predictor: Predictor, f: Path, options: BatchOptions) -> tuple[li
         )
         return frames, None
     except Exception as exc:  # InvalidVideoError, OSError, or a bug: one clip never stops the run
-        known = isinstance(exc, (InvalidImageError, OSError))
-        return [], str(exc) if known else f"{type(exc).__name__}: {exc}"
+        return [], _message(exc)
 
 
 class _Rows:
@@ -339,10 +344,7 @@ class _Rows:
 
     def faces(self, f: Path, faces: list[FacePrediction]) -> None:
         if self.csv:
-            rows = csv_rows(str(f), faces, self.models)
-            chunk = io.StringIO(newline="")
-            csvsafe.writer(chunk).writerows(rows)
-            self.out.write(chunk.getvalue())  # an image's rows in one write: a kill tears at most its last line
+            self._write_rows(csv_rows(str(f), faces, self.models))
         else:
             faces_out = [{"face": i, **face.to_dict()} for i, face in enumerate(faces, start=1)]
             self.out.write(json.dumps({"file": str(f), "tta": self.tta, "faces": faces_out}) + "\n")
@@ -350,15 +352,17 @@ class _Rows:
 
     def frames(self, f: Path, frames: list[VideoFrame], fps: float) -> None:
         if self.csv:
-            chunk = io.StringIO(newline="")
-            writer = csvsafe.writer(chunk)
-            for frame in frames:
-                writer.writerows(csv_rows(str(f), frame.faces, self.models, frame.time_s, frame.tracks))
-            self.out.write(chunk.getvalue())  # a clip's rows in one write, as an image's
+            self._write_rows(video_csv_rows(str(f), frames, self.models))  # a clip's rows in one write
         else:
             doc = {"file": str(f), "tta": self.tta, "fps": fps, "frames": [fr.to_dict() for fr in frames]}
             self.out.write(json.dumps(doc) + "\n")
         self.out.flush()
+
+    def _write_rows(self, rows: list[list[Any]]) -> None:
+        """One file's CSV rows in one write: a kill tears at most its last line."""
+        chunk = io.StringIO(newline="")
+        csvsafe.writer(chunk).writerows(rows)
+        self.out.write(chunk.getvalue())
 
     def close(self) -> None:
         if self.output:

@@ -406,13 +406,18 @@ def csv_rows(
     return rows
 
 
+def video_csv_rows(source: str, frames: Sequence[VideoFrame], models: Sequence[str]) -> list[list[Any]]:
+    """A clip's rows under `csv_header(models)`: one per face per sampled frame (one with empty face
+    columns for a frame without faces), with each row's time and track."""
+    return [row for f in frames for row in csv_rows(source, f.faces, models, f.time_s, f.tracks)]
+
+
 def video_csv(source: str, frames: Sequence[VideoFrame], models: Sequence[str]) -> bytes:
     """A clip's frames in the one CSV shape: a row per face per sampled frame (the app's download)."""
     buf = io.StringIO()
     writer = csvsafe.writer(buf)
     writer.writerow(csv_header(models))
-    for frame in frames:
-        writer.writerows(csv_rows(source, frame.faces, models, frame.time_s, frame.tracks))
+    writer.writerows(video_csv_rows(source, frames, models))
     return buf.getvalue().encode()
 
 
