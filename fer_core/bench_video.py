@@ -24,12 +24,12 @@ import numpy as np
 from PIL import Image
 
 from .provenance import git_commit, utc_timestamp
+from .samples import SAMPLE_PHOTO
 from .video import DEFAULT_FPS
 
 BENCH_SCHEMA = "fer_core.bench_video/1"
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "results" / "bench_video.json"
-SAMPLE_PHOTO = REPO / "assets" / "astronaut.jpg"
 
 
 def moving_face_frames(

@@ -9,9 +9,11 @@ python -m fer_core explain  PHOTO ... --out DIR   # each model's occlusion map o
 python -m fer_core card     [--model NAME ...]   # weights/NAME.card.json from weights and results
 python -m fer_core report   [--results results] [--write README.md]   # the README's tables from results/
 python -m fer_core bench    [--weights-dir DIR] [--runs N] [--out FILE]   # app speed -> results/bench_app.json
+python -m fer_core bench-fer --fer-python PY   # ours vs the fer package, side by side -> results/bench_fer.json
 python -m fer_core bench-train [--model NAME ...] [--steps N]   # min/epoch per model -> results/bench_train.json
 python -m fer_core bench-explain [--faces N]   # maps' faithfulness and cost -> results/bench_explain.json
 python -m fer_core bench-video  [--seconds 15] # a 15 s clip, three models: speed, memory -> results/bench_video.json
+python -m fer_core bench-detect [--photos 300] # detection settings: found, false, cost -> results/bench_detect.json
 python -m fer_core data-stats  [--data PATH]   # split sizes, class counts, pixel mean/std
 python -m fer_core models   # the registry
 
@@ -165,6 +167,43 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_quantize(sub) -> None:
+    from .quantize import CALIBRATION_FACES, METHODS
+
+    p = sub.add_parser("quantize", help="int8 copies of exported ONNX files, calibrated on training faces")
+    p.add_argument("--model", nargs="*", choices=list_models(), help="models to quantize (default: every one)")
+    p.add_argument("--data", help="data folder or fer2013.csv (default: $FER_DATA or data/fer2013)")
+    p.add_argument("--weights-dir", help="folder of the fp32 NAME.onnx files (default: the repository's weights/)")
+    p.add_argument("--out", required=True, help="folder to write the int8 NAME.onnx files to (not the source folder)")
+    p.add_argument(
+        "--method", default="auto", choices=("auto", *METHODS), help="activation ranges (default auto: chosen on val/)"
+    )
+    p.add_argument("--faces", type=int, default=CALIBRATION_FACES, help=f"training faces (default {CALIBRATION_FACES})")
+
+
+def _run_quantize(args: argparse.Namespace) -> int:
+    from .data import load_fer2013
+    from .quantize import quantize_model
+    from .serving import weights_path
+
+    if args.faces < 1:
+        raise ValueError("--faces must be at least 1")
+    data = load_fer2013(args.data)
+    val = (data["val"].images, data["val"].labels)
+    for name in args.model or list_models():
+        src = weights_path(name, args.weights_dir)
+        r = quantize_model(name, src, args.out, data["train"].images, val, args.method, args.faces)
+        tried = ", ".join(
+            [f"{m} {acc:.2%} (agrees {r['agreement'][m]:.2%})" for m, acc in r["candidates"].items()]
+            + [f"{m} failed" for m in r.get("failed", {})]
+        )
+        print(
+            f"{name}: {r['file']} ({r['bytes'] / 1e6:.1f} MB, fp32 {r['fp32_bytes'] / 1e6:.1f} MB); val accuracy "
+            f"fp32 {r['fp32_val_accuracy']:.2%}, int8 {tried} -> {r['method']}"
+        )
+    return 0
+
+
 def _add_predict(sub) -> None:
     from .video import DEFAULT_FPS, MAX_SECONDS, MAX_VIDEO_BYTES
 
@@ -287,6 +326,26 @@ def _run_bench_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_detect(sub) -> None:
+    p = sub.add_parser(
+        "bench-detect", help="face detection settings side by side: faces found, false faces, cost -> results/"
+    )
+    p.add_argument("--data", help="data folder or fer2013.csv (default: $FER_DATA or data/fer2013)")
+    p.add_argument("--photos", type=int, default=300, help="photos made from val/ faces (default 300)")
+    p.add_argument("--out", help="JSON file to write (default: results/bench_detect.json)")
+
+
+def _run_bench_detect(args: argparse.Namespace) -> int:
+    from .atomic import write_json_atomic
+    from .bench_detect import DEFAULT_OUT, run, summary
+
+    if args.photos < 1:
+        raise ValueError("--photos must be at least 1")
+    record = run(args.data, args.photos)
+    print(f"{summary(record)}\n-> {write_json_atomic(args.out or DEFAULT_OUT, record, indent=1)}")
+    return 0
+
+
 def _run_bench_explain(args: argparse.Namespace) -> int:
     from .atomic import write_json_atomic
     from .bench_explain import DEFAULT_OUT, run
@@ -355,6 +414,35 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_fer(sub) -> None:
+    p = sub.add_parser(
+        "bench-fer", help="our three models against the fer package, alternately on the same photos -> results/"
+    )
+    p.add_argument("--fer-python", help="an interpreter that can import fer (its own venv; default: $FER_PYTHON)")
+    p.add_argument("--weights-dir", help="folder of NAME.onnx files (default: the repository's weights/)")
+    p.add_argument("--rounds", type=int, default=20, help="timed calls per photo and engine (default 20)")
+    p.add_argument("--out", help="JSON file to write (default: results/bench_fer.json)")
+
+
+def _run_bench_fer(args: argparse.Namespace) -> int:
+    from .atomic import write_json_atomic
+    from .bench_fer import DEFAULT_OUT, find_fer_python, run, summary
+
+    if args.rounds < 1:
+        raise ValueError("--rounds must be at least 1")
+    fer_python = find_fer_python(args.fer_python)
+    if fer_python is None:
+        print(
+            "skipped: no interpreter that can import fer (give --fer-python or set $FER_PYTHON to a venv with "
+            '`pip install fer==25.10.3 "setuptools<81" tf-keras==2.21.0`); nothing written',
+            file=sys.stderr,
+        )
+        return 2
+    record = run(fer_python, args.weights_dir, args.rounds)
+    print(f"{summary(record)} -> {write_json_atomic(args.out or DEFAULT_OUT, record, indent=1)}")
+    return 0
+
+
 def _add_bench_train(sub) -> None:
     p = sub.add_parser(
         "bench-train", help="time a training epoch of each model on this machine -> results/bench_train.json"
@@ -406,8 +494,11 @@ COMMANDS = {
     "report": _run_report,
     "bench": _run_bench,
     "bench-train": _run_bench_train,
+    "bench-fer": _run_bench_fer,
+    "quantize": _run_quantize,
     "bench-explain": _run_bench_explain,
     "bench-video": _run_bench_video,
+    "bench-detect": _run_bench_detect,
     "data-stats": _run_data_stats,
     "models": _run_models,
 }
@@ -425,9 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_card(sub)
     _add_report(sub)
     _add_bench(sub)
+    _add_bench_fer(sub)
+    _add_quantize(sub)
     _add_bench_train(sub)
     _add_bench_explain(sub)
     _add_bench_video(sub)
+    _add_bench_detect(sub)
     _add_data_stats(sub)
     sub.add_parser("models", help="list the registered models")
     return parser

@@ -47,11 +47,13 @@ class FaceDetector:
         min_neighbors: int = MIN_NEIGHBORS,
         min_face_fraction: float = MIN_FACE_FRACTION,
         max_side: int = DETECT_MAX_SIDE,
+        min_window: int = MIN_SEARCH_PIXELS,
     ) -> None:
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_face_fraction = min_face_fraction
         self.max_side = max_side
+        self.min_window = min_window
         # A CascadeClassifier must not be used by two threads at once, and loading one parses a
         # ~1 MB XML file. Streamlit runs every script run on a new thread, so a per-thread copy
         # would be loaded again on each click: instead a pool, one cascade per concurrent call.
@@ -94,7 +96,7 @@ class FaceDetector:
             else cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         )
         small = cv2.equalizeHist(small)
-        floor = MIN_FACE_PIXELS if small_faces else MIN_SEARCH_PIXELS
+        floor = MIN_FACE_PIXELS if small_faces else self.min_window
         min_side = max(floor, int(fraction * min(small.shape)))
         if min(small.shape) < min_side:
             return []

@@ -147,6 +147,11 @@ class OnnxModel:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     @property
+    def precision(self) -> str:
+        """ "int8" for a file made by `python -m fer_core quantize`, else "fp32" (what `export` writes)."""
+        return str(self.meta.get("precision", "fp32"))
+
+    @property
     def sha256(self) -> str:
         return self._sha256
 
@@ -158,6 +163,7 @@ class OnnxModel:
             "sha256": self.sha256,
             "bytes": self.path.stat().st_size,
             "parameters": int(self.meta.get("parameters", 0)),
+            "precision": self.precision,
             "checkpoint_sha256": self.meta.get("checkpoint_sha256"),
             "temperature": self.temperature,
             "bend": self.bend,

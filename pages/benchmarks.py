@@ -33,6 +33,7 @@ from ui.tables import (
     batch_run_view,
     bench_view,
     calibration_rows,
+    fer_bench_view,
     headline,
     leaderboard_rows,
     load_run_view,
@@ -241,6 +242,26 @@ else:
     st.caption(
         f"Photo {bench['photo']}, models {models}, {bench['cpus']} CPUs, measured {bench['created_utc']}."
         + (f" With each face read with its mirror too: {mirror:.0f} ms median." if mirror is not None else "")
+    )
+
+st.subheader("Against the fer package")
+versus = fer_bench_view(read_json_file(Path(results_dir()) / "bench_fer.json"))
+if versus is None:
+    st.info("No side-by-side run yet: `python -m fer_core bench-fer --fer-python PY` writes results/bench_fer.json.")
+else:
+    c1, c2, c3 = st.columns(3)
+    c1.metric(
+        "Time per one-face photo",
+        f"{versus['one_face']:.2f}× fer's",
+        help=f"geometric mean over the one-face photos; the slowest of them {versus['one_face_max']:.2f}×",
+    )
+    c2.metric("Ready after start", f"{versus['cold_start']:.2f}× fer's", help="start the interpreter, load the models")
+    c3.metric("Memory (RSS)", f"{versus['rss']:.2f}× fer's")
+    st.dataframe(pd.DataFrame(versus["rows"]), hide_index=True)
+    st.caption(
+        f"Our three models and their ensemble against the `fer` package ({versus['fer_version'] or 'version unknown'}, "
+        f"one mini-Xception), each in its own process, asked alternately on the same photos, {versus['rounds']} "
+        f"rounds; median time from the photo's bytes to every face's reading. Measured {versus['created_utc']}."
     )
 
 st.subheader("Many users at once")

@@ -41,6 +41,7 @@ def test_every_command_a_user_runs_is_a_subcommand():
     assert set(cli.COMMANDS) == {
         *("train", "evaluate", "calibrate", "export", "predict", "card", "models"),
         *("report", "bench", "bench-train", "data-stats", "explain", "bench-explain", "bench-video"),
+        *("quantize", "bench-fer", "bench-detect"),
     }
 
 

@@ -548,3 +548,20 @@ def test_reliability_figure_and_calibration_rows(results_dir):
     assert all(row["ECE"] is not None and row["NLL"] > 0 for row in summary)
     old = {k: v for k, v in runs[0].items() if k != "calibration"}  # a run/1 file
     assert tables.calibration_rows([old]) == [] and tables.summary_rows([old])[0]["ECE"] is None
+
+
+def test_fer_bench_view_reads_the_stored_side_by_side_run_and_rejects_partial_ones():
+    record = json.loads((REPO / "results" / "bench_fer.json").read_text())
+    view = tables.fer_bench_view(record)
+    assert view["one_face"] == record["ratios"]["one_face_photo"] and view["rss"] == record["ratios"]["rss"]
+    assert [r["photo"] for r in view["rows"]] == [p["label"] for p in record["photos"]]
+    for row, photo in zip(view["rows"], record["photos"], strict=True):
+        assert row["ours / fer"] == round(photo["ours"]["median_ms"] / photo["fer"]["median_ms"], 2)
+    assert set(view["precision"]) == set(record["engines"]["ours"]["models"])
+    for broken in (
+        {**record, "schema": "fer_core.bench/1"},
+        {k: v for k, v in record.items() if k != "ratios"},
+        {**record, "photos": [{"label": "x"}]},
+        None,
+    ):
+        assert tables.fer_bench_view(broken) is None

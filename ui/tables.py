@@ -263,6 +263,40 @@ def series_points(points: Any) -> list[tuple[float, float]] | None:
     return out
 
 
+def fer_bench_view(record: Any) -> dict[str, Any] | None:
+    """What the Benchmarks page shows of results/bench_fer.json (python -m fer_core bench-fer): the
+    ratios of our time, start-up and memory to the `fer` package's, and one row per photo; None if
+    the file is not a complete side-by-side run."""
+    if not isinstance(record, dict) or record.get("schema") != "fer_core.bench_fer/1":
+        return None
+    try:
+        r = record["ratios"]
+        rows = [
+            {
+                "photo": str(p["label"]),
+                "faces": int(p["faces"]),
+                "ours, ms": round(float(p["ours"]["median_ms"]), 1),
+                "fer, ms": round(float(p["fer"]["median_ms"]), 1),
+                "ours / fer": round(float(p["ratio"]), 2),
+            }
+            for p in record["photos"]
+        ]
+        ours = record.get("engines", {}).get("ours", {})
+        return {
+            "one_face": float(r["one_face_photo"]),
+            "one_face_max": float(r["one_face_photo_max"]),
+            "cold_start": float(r["cold_start"]),
+            "rss": float(r["rss"]),
+            "rows": rows,
+            "rounds": int(record["rounds"]),
+            "precision": {str(k): str(v) for k, v in (ours.get("precision") or {}).items()},
+            "fer_version": record.get("engines", {}).get("fer", {}).get("version"),
+            "created_utc": record.get("created_utc"),
+        }
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
 def bench_view(record: Any) -> dict[str, Any] | None:
     """What the Benchmarks page shows of results/bench_app.json (python -m fer_core bench), or
     None if the file is not a complete benchmark."""
