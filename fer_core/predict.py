@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,6 +37,11 @@ from .serving import DEFAULT_WEIGHTS_DIR, OnnxModel, ensemble_temperature, load_
 from .video import DEFAULT_FPS, MAX_SECONDS, MAX_VIDEO_BYTES, Tracker, sample_frames, scaled_box
 
 MAX_FACES = 20  # a group photo beyond this is cut to the 20 largest faces (and the caller told)
+
+
+def model_workers() -> int:
+    """How many model calls run at once: one per core, at least one."""
+    return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,7 @@ class Predictor:
         detector: FaceDetector | None = None,
         max_faces: int = MAX_FACES,
         max_concurrent: int | None = None,
+        workers: int | None = None,
     ):
         if not models:
             raise WeightsError("a Predictor needs at least one model")
@@ -156,6 +163,11 @@ class Predictor:
         # of a few, not of 20; the others wait their turn. The work is CPU-bound, so no speed is lost.
         self.max_concurrent = max(1, max_concurrent or os.cpu_count() or 2)
         self._slots = threading.BoundedSemaphore(self.max_concurrent)
+        # The models of a photo run at once, on one pool shared by every analysis (so at most
+        # `workers` model calls run at a time, whatever the number of sessions; 1: one after the
+        # other). Measured by `python -m fer_core bench` (results/bench_app.json, docs/performance.md).
+        self.workers = max(1, min(len(models), workers or model_workers()))
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fer-models")
 
     @classmethod
     def load(
@@ -291,6 +303,22 @@ class Predictor:
                     maps.append(explain_face(self.models, face.face, patch, stride))
         return Explanation(analysis, maps, time.perf_counter() - t0)
 
+    def _read_faces(self, faces: np.ndarray, tta: str, timings: dict[str, float]) -> dict[str, np.ndarray]:
+        """Each model's calibrated probabilities of `faces`, the models run at once on the shared
+        pool; each model's own time goes into `timings`."""
+
+        def read(item: tuple[str, OnnxModel]) -> np.ndarray:
+            name, model = item
+            t = time.perf_counter()
+            p = predict_proba(model, faces, tta=tta, temperature=model.temperature, bend=model.bend)
+            timings[name] = (time.perf_counter() - t) * 1000
+            return p
+
+        if not len(faces):
+            timings.update({name: 0.0 for name in self.models})
+            return {name: np.zeros((0, len(EMOTIONS))) for name in self.models}
+        return dict(zip(self.models, self._pool.map(read, self.models.items()), strict=True))
+
     def _analyze(
         self,
         image: ImageSource,
@@ -316,15 +344,8 @@ class Predictor:
             boxes, found, faces = [box], 1, face[None]
         t2 = time.perf_counter()
         timings["detect"] = (t2 - t1) * 1000
-        probs = {}
-        for name, model in self.models.items():
-            t = time.perf_counter()
-            probs[name] = (
-                predict_proba(model, faces, tta=tta, temperature=model.temperature, bend=model.bend)
-                if len(faces)
-                else np.zeros((0, len(EMOTIONS)))
-            )
-            timings[name] = (time.perf_counter() - t) * 1000
+        probs = self._read_faces(faces, tta, timings)
+        timings["models"] = (time.perf_counter() - t2) * 1000
         ensemble = combine(probs.values(), self.ensemble_temperature) if len(faces) else np.zeros((0, len(EMOTIONS)))
         labels = tuple(next(iter(self.models.values())).labels)  # from the weights (checked == EMOTIONS)
         results = [

@@ -24,6 +24,9 @@ def test_bench_writes_record(weights_dir, tmp_path, capsys):
     flip = record["latency_flip"]  # the app's mirror toggle: each face read twice
     assert (lat["tta"], flip["tta"]) == ("none", "flip") and flip["runs"] == 3 and flip["faces"] == 1
     assert 0 < flip["min_ms"] <= flip["median_ms"] <= flip["max_ms"]
+    seq = record["latency_one_model_at_a_time"]  # the same photo with the models run one after the other
+    assert seq["runs"] == 3 and seq["faces"] == 1 and set(list_models()) <= set(seq["stages_median_ms"])
+    assert record["environment"]["model_workers"] >= 1
     assert cold["ready_s"] > 0 and cold["models"] == list_models()
     assert record["memory"]["rss_mb"] > 50
     printed = capsys.readouterr().out

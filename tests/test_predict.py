@@ -281,3 +281,40 @@ def test_the_sample_photo_is_scikit_images_astronaut(astronaut_jpeg):
 
 def test_pillow_decompression_guard_stays_on():
     assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS >= 50_000_000
+
+
+def test_the_models_of_a_photo_run_at_once_and_read_as_each_alone(predictor, astronaut_jpeg):
+    analysis = predictor.analyze(astronaut_jpeg)
+    faces = np.stack([f.face for f in analysis.faces])
+    for name, model in predictor.models.items():
+        alone = predict_proba(model, faces, temperature=model.temperature, bend=model.bend)
+        got = np.array([f.probabilities[name] for f in analysis.faces])
+        np.testing.assert_allclose(got, alone, rtol=0, atol=1e-9)
+    t = analysis.timings_ms
+    assert {"decode", "detect", "models", "total", *predictor.models} <= set(t)
+    assert all(0 < t[m] <= t["models"] for m in predictor.models) and t["models"] < t["total"]
+
+
+def test_two_models_are_read_at_the_same_time(monkeypatch):
+    import threading
+
+    import fer_core.predict as predict
+
+    meet = threading.Barrier(2, timeout=10)  # breaks (and the test fails) unless two calls overlap
+
+    class Model:
+        temperature, bend, labels = 1.0, 0.0, EMOTIONS
+
+        def __init__(self, waits: bool) -> None:
+            self.waits = waits
+
+        def __call__(self, x):
+            if self.waits:
+                meet.wait()
+            return np.zeros((len(x), len(EMOTIONS)), np.float32)
+
+    monkeypatch.setattr(predict, "model_workers", lambda: 2)  # as on this 2-core machine, whatever runs the test
+    p = predict.Predictor({"a": Model(True), "b": Model(True), "c": Model(False)})
+    faces = p.analyze(np.full((64, 64), 128, np.uint8), detect=False).faces
+    assert len(faces) == 1 and set(faces[0].probabilities) == {"a", "b", "c"}
+    assert np.allclose(faces[0].ensemble, 1 / len(EMOTIONS))
