@@ -145,6 +145,8 @@ def build_card(
             "input": meta.get("input"),
             "head": spec.head,
             "adaptations_48x48": list(spec.adaptations),
+            # choices beyond the spec (crop, output stride, ...); absent for the network as registered
+            **({"variant": dict(meta["arch"])} if meta.get("arch") else {}),
         },
         "training": {
             "command": train_command(config),

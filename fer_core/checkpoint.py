@@ -57,7 +57,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
     """Rebuild the network from a checkpoint's own description and load its weights (fp32)."""
     from .models import build_model
 
-    model = build_model(ckpt["model"], pretrained=False, crop=architecture(ckpt).get("crop"))
+    model = build_model(ckpt["model"], pretrained=False, **architecture(ckpt))
     load_weights(model, ckpt)
     model.eval()
     return model
@@ -65,7 +65,8 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
 
 def architecture(ckpt: dict[str, Any]) -> dict[str, Any]:
     """How the network was built beyond its registry spec: {"crop": side} for a network that reads
-    the centre crop of each face; {} for the shipped weights of before, which read all of it."""
+    the centre crop of each face, registry.ARCH_OPTIONS such as {"output_stride": 8}; {} for the
+    network as registered (every shipped file of before)."""
     return dict(ckpt.get("arch") or {})
 
 

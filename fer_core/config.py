@@ -11,7 +11,7 @@ from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any
 
 from .preprocess import TENCROP_SIZE
-from .registry import get_spec, list_models
+from .registry import check_arch, get_spec, list_models
 from .schedule import SCHEDULES
 
 
@@ -68,6 +68,13 @@ class TrainConfig:
     crop: int | None = flag(
         None, f"train on random {TENCROP_SIZE}x{TENCROP_SIZE} crops, serve the centre crop", recipe=True
     )
+    # EfficientNetV2-S's architecture choices (registry.ARCH_OPTIONS; None = as registered): at output
+    # stride 8 its last stages see 6x6 instead of 3x3 at 48 px; short schedules need less regularisation
+    output_stride: int | None = flag(
+        None, "efficientnet_v2_s: 8 = a stride-1 stem too, a 6x6 final map (default 16)", recipe=True, choices=[8, 16]
+    )
+    drop_path: float | None = flag(None, "efficientnet_v2_s: stochastic depth (default 0.2)", recipe=True)
+    dropout: float | None = flag(None, "efficientnet_v2_s: dropout before the classifier (default 0.2)", recipe=True)
     # onecycle: warmup then cosine to lr/25e3 (OneCycleLR); cosine: linear warmup then cosine to 0;
     # plateau: constant lr, times plateau_factor after plateau_patience epochs without a better val
     # accuracy (Khaireddin & Chen 2021 found it the best scheduler on FER2013, one-cycle the worst)
@@ -124,11 +131,18 @@ class TrainConfig:
             raise ValueError(f"--distill-temp {cfg.distill_temp}: the temperature must be positive")
         if cfg.crop is not None and cfg.crop != TENCROP_SIZE:
             raise ValueError(f"--crop {cfg.crop}: crops are {TENCROP_SIZE} px, the views ten-crop TTA reads")
+        check_arch(cfg.model, cfg.arch())
         if cfg.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if not 0.0 <= cfg.ema < 1.0:
             raise ValueError(f"--ema {cfg.ema}: the decay must be in [0, 1) (0 = off; 0.999 is typical)")
         return cfg
+
+    def arch(self) -> dict[str, Any]:
+        """The architecture choices this run makes beyond the registry spec (crop and
+        registry.ARCH_OPTIONS), as the checkpoint records them; {} for the network as registered."""
+        names = ("crop", "output_stride", "drop_path", "dropout")
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -18,7 +18,7 @@ from torchvision import models as tvm
 from .errors import WeightsError
 from .labels import NUM_CLASSES
 from .preprocess import FACE_SIZE  # the side of every face we feed; a spec may ask to upscale it
-from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, get_spec
+from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, check_arch, get_spec
 
 
 class InputAdapter(nn.Module):
@@ -57,20 +57,22 @@ class FERNet(nn.Module):
         return self.body(self.adapter(x))
 
 
-def build_model(name: str, pretrained: bool = False, crop: int | None = None) -> FERNet:
+def build_model(name: str, pretrained: bool = False, crop: int | None = None, **arch: Any) -> FERNet:
     """Build the registered network `name` (random init unless `pretrained`); `crop`: it reads the
-    centre crop x crop of each 48x48 face (trained on random crops of that side)."""
-    model = get_spec(name).build(pretrained=pretrained)
+    centre crop x crop of each 48x48 face (trained on random crops of that side); `arch`: the
+    ARCH_OPTIONS the network takes (e.g. output_stride=8 for efficientnet_v2_s)."""
+    check_arch(name, arch)
+    model = get_spec(name).build(pretrained=pretrained, **arch)
     model.adapter.crop = crop  # no parameters: weights of either kind load into either
     return model
 
 
-def _torchvision_body(spec: ModelSpec, pretrained: bool) -> nn.Module:
+def _torchvision_body(spec: ModelSpec, pretrained: bool, **kwargs: Any) -> nn.Module:
     if not pretrained:
-        return tvm.get_model(spec.torchvision_name, weights=None)
+        return tvm.get_model(spec.torchvision_name, weights=None, **kwargs)
     try:
         weights = tvm.get_model_weights(spec.torchvision_name).DEFAULT
-        return tvm.get_model(spec.torchvision_name, weights=weights)
+        return tvm.get_model(spec.torchvision_name, weights=weights, **kwargs)
     except Exception as exc:  # no network, no cached file: say what to do
         raise WeightsError(
             f"could not load ImageNet weights for {spec.torchvision_name} ({exc}). "
@@ -130,10 +132,20 @@ def build_vgg16(spec: ModelSpec, pretrained: bool = False) -> FERNet:
     return FERNet(_adapter(spec, pretrained), body)
 
 
-def build_efficientnet_v2_s(spec: ModelSpec, pretrained: bool = False) -> FERNet:
-    body = _torchvision_body(spec, pretrained)
+def build_efficientnet_v2_s(
+    spec: ModelSpec,
+    pretrained: bool = False,
+    output_stride: int = 16,
+    drop_path: float | None = None,
+    dropout: float | None = None,
+) -> FERNet:
+    """`output_stride` 8 makes the stem stride 1 as well (a 6x6 final map at 48 px); `drop_path` and
+    `dropout` replace torchvision's stochastic depth and classifier dropout (0.2 each)."""
+    kwargs = {k: v for k, v in (("stochastic_depth_prob", drop_path), ("dropout", dropout)) if v is not None}
+    body = _torchvision_body(spec, pretrained, **kwargs)
     stem = body.features[0][0]
-    body.features[0][0] = _gray_conv(stem, pretrained)
+    stride = {16: 2, 8: 1}[output_stride]
+    body.features[0][0] = _gray_conv(stem, pretrained, stride=stride)
     # The last stage's stride-2 conv (in its first block's depthwise conv) made 1: its 15 blocks see
     # 3x3 instead of 2x2 at 48x48, as layer4 of our ResNet18 and the last block of our VGG16 do.
     last_stage = body.features[6]

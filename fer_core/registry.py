@@ -75,6 +75,35 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
 
 
+# Architecture choices beyond the registry spec, recorded with the weights ("arch" in checkpoints,
+# .pt files and ONNX metadata) so a file alone rebuilds its network. None of them adds a parameter:
+# every variant's weights load into every other.
+ARCH_OPTIONS = {
+    # EfficientNetV2-S at output stride 8 (a stride-1 stem too): a 6x6 final map at 48 px instead of 3x3
+    "output_stride": {"efficientnet_v2_s": (16, 8)},
+    "drop_path": {"efficientnet_v2_s": None},  # stochastic depth, torchvision's default 0.2
+    "dropout": {"efficientnet_v2_s": None},  # before the classifier, torchvision's default 0.2
+}
+
+
+def check_arch(name: str, arch: dict[str, Any]) -> dict[str, Any]:
+    """`arch` if every option is one `name` takes, with an allowed value; else a ValueError."""
+    for key, value in arch.items():
+        if key == "crop":
+            continue
+        takes = ARCH_OPTIONS.get(key)
+        if takes is None:
+            raise ValueError(f"unknown architecture option {key!r}; known: crop, {', '.join(ARCH_OPTIONS)}")
+        if name not in takes:
+            raise ValueError(f"{key.replace('_', '-')} is an option of {', '.join(takes)}, not of {name}")
+        allowed = takes[name]
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"{key.replace('_', '-')} {value}: {name} takes {' or '.join(map(str, allowed))}")
+        if allowed is None and not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"{key.replace('_', '-')} {value}: a probability in [0, 1)")
+    return arch
+
+
 def model_title(name: str) -> str:
     """How people write a model's name; an unregistered name (a user's run file) is shown as is."""
     try:

@@ -349,7 +349,7 @@ def _build_state(
     """The seeded network (or `cfg.init`'s weights) on `device` with its optimizer, schedule, EMA and
     loss scaler; with `ckpt` (a last.pt), everything as that epoch left it."""
     torch.manual_seed(cfg.seed)  # weight init
-    model = build_model(cfg.model, pretrained=cfg.pretrained, crop=cfg.crop)
+    model = build_model(cfg.model, pretrained=cfg.pretrained, **cfg.arch())
     lineage = ckpt.get("init") if ckpt is not None else None  # what this run started from
     if cfg.init and ckpt is None:
         lineage = _init_from(model, cfg)  # the checkpoint records it, with the file's sha256, as "init"
@@ -366,7 +366,7 @@ def _build_state(
         cfg.plateau_patience,
     )
     ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
-    averaged = _placed(build_model(cfg.model, crop=cfg.crop), device, cfg) if ema is not None else None
+    averaged = _placed(build_model(cfg.model, **cfg.arch()), device, cfg) if ema is not None else None
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and cfg.precision != "fp32" else None
     state = TrainState(model, optimizer, scheduler, scaler, ema, averaged, lineage)
     if ckpt is not None:
@@ -452,7 +452,7 @@ def _checkpoint(state: TrainState, cfg: TrainConfig, data: FERData, teachers) ->
         "model": cfg.model,
         "labels": list(EMOTIONS),
         "spec": get_spec(cfg.model).to_dict(),
-        "arch": {"crop": cfg.crop} if cfg.crop is not None else {},
+        "arch": cfg.arch(),
         "state_dict": served,
         "raw_state_dict": raw if ema is not None else None,
         "ema": ema.state_dict() if ema is not None else None,
