@@ -30,15 +30,16 @@ BENCH_SCHEMA = "fer_core.bench_train/1"
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results" / "bench_train.json"
 
 
-def time_epoch(name: str, steps: int = 12, warmup: int = 3, batch_size: int = 64) -> dict[str, Any]:
-    """Seconds per training step of `name` (after `warmup` steps), scaled to a FER2013 epoch."""
-    cfg = TrainConfig(model=name, epochs=1, batch_size=batch_size, progress=False).resolved()
+def time_epoch(name: str, steps: int = 12, warmup: int = 3, batch_size: int = 64, **arch: Any) -> dict[str, Any]:
+    """Seconds per training step of `name` (after `warmup` steps), scaled to a FER2013 epoch;
+    `arch`: registry.ARCH_OPTIONS of the network timed (e.g. output_stride=8)."""
+    cfg = TrainConfig(model=name, epochs=1, batch_size=batch_size, progress=False, **arch).resolved()
     device = default_device(cfg.device)
     rng = np.random.default_rng(0)
     n = (warmup + steps) * batch_size
     split = Split(rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), rng.integers(0, 7, n), [""] * n)
     torch.manual_seed(0)
-    model = build_model(name).to(device)
+    model = build_model(name, **cfg.arch()).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
@@ -55,6 +56,7 @@ def time_epoch(name: str, steps: int = 12, warmup: int = 3, batch_size: int = 64
     epoch_steps = FER_TRAIN_IMAGES // batch_size
     return {
         "model": name,
+        "arch": cfg.arch(),
         "batch_size": batch_size,
         "steps_timed": steps,
         "seconds_per_step": per_step,
@@ -76,11 +78,11 @@ def _precision(cfg: TrainConfig, device: torch.device) -> str:
     return "bf16 autocast" if cpu_has_native_bf16() else "fp32"
 
 
-def time_models(names: Iterable[str], steps: int = 12, batch_size: int = 64) -> dict[str, Any]:
+def time_models(names: Iterable[str], steps: int = 12, batch_size: int = 64, **arch: Any) -> dict[str, Any]:
     """`time_epoch` of each model (a line printed as each is timed), as the bench_train.json record."""
     rows = []
     for name in names:
-        row = time_epoch(name, steps, batch_size=batch_size)
+        row = time_epoch(name, steps, batch_size=batch_size, **arch)
         print(f"{name}: {row['seconds_per_step'] * 1000:.0f} ms/step -> {row['minutes_per_epoch']:.2f} min/epoch")
         rows.append(row)
     return {

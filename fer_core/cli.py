@@ -450,6 +450,7 @@ def _add_bench_train(sub) -> None:
     p.add_argument("--model", nargs="*", choices=list_models(), help="models to time (default: every registered one)")
     p.add_argument("--steps", type=int, default=12, help="timed training steps, after 3 warm-up steps (default 12)")
     p.add_argument("--batch-size", type=int, default=64, help="images per training step (default 64)")
+    p.add_argument("--output-stride", type=int, choices=[8, 16], help="efficientnet_v2_s's variant to time")
     p.add_argument("--out", help="JSON file to write (default: results/bench_train.json)")
 
 
@@ -457,7 +458,8 @@ def _run_bench_train(args: argparse.Namespace) -> int:
     from .atomic import write_json_atomic
     from .bench_train import DEFAULT_OUT, time_models
 
-    record = time_models(args.model or list_models(), args.steps, args.batch_size)
+    arch = {"output_stride": args.output_stride} if args.output_stride else {}
+    record = time_models(args.model or list_models(), args.steps, args.batch_size, **arch)
     print(f"-> {write_json_atomic(args.out or DEFAULT_OUT, record, indent=1)}")
     return 0
 

@@ -74,3 +74,10 @@ def test_the_config_records_its_choices_and_the_card_repeats_them():
     assert TrainConfig(model="efficientnet_v2_s").resolved().arch() == {}
     with pytest.raises(ValueError, match="not of vgg16"):
         TrainConfig(model="vgg16", dropout=0.1).resolved()
+
+
+def test_bench_train_times_the_variant_asked_for():
+    from fer_core.bench_train import time_epoch
+
+    row = time_epoch("efficientnet_v2_s", steps=1, warmup=1, batch_size=4, output_stride=8)
+    assert row["arch"] == {"output_stride": 8} and row["seconds_per_step"] > 0
