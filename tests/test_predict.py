@@ -318,3 +318,34 @@ def test_two_models_are_read_at_the_same_time(monkeypatch):
     faces = p.analyze(np.full((64, 64), 128, np.uint8), detect=False).faces
     assert len(faces) == 1 and set(faces[0].probabilities) == {"a", "b", "c"}
     assert np.allclose(faces[0].ensemble, 1 / len(EMOTIONS))
+
+
+def test_model_calls_at_once_never_exceed_the_pool_whatever_the_number_of_photos():
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import fer_core.predict as predict
+
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    class Model:
+        temperature, bend, labels = 1.0, 0.0, EMOTIONS
+
+        def __call__(self, x):
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.02)
+            with lock:
+                running[0] -= 1
+            return np.zeros((len(x), len(EMOTIONS)), np.float32)
+
+    p = predict.Predictor({"a": Model(), "b": Model(), "c": Model()}, max_concurrent=6, workers=2)
+    assert p.workers == 2
+    face = np.full((64, 64), 128, np.uint8)
+    with ThreadPoolExecutor(6) as sessions:  # six photos at once, three models each
+        done = list(sessions.map(lambda _: p.analyze(face, detect=False), range(6)))
+    assert all(len(a.faces) == 1 for a in done)
+    assert peak[0] == 2  # the pool's bound, reached and never passed
+    assert predict.Predictor({"a": Model()}, workers=8).workers == 1  # never more workers than models
