@@ -251,12 +251,12 @@ if versus is None:
 else:
     c1, c2, c3 = st.columns(3)
     c1.metric(
-        "Time per one-face photo",
-        f"{versus['one_face']:.2f}× fer's",
+        "One-face photo vs fer",
+        f"{versus['one_face']:.2f}× its time",
         help=f"geometric mean over the one-face photos; the slowest of them {versus['one_face_max']:.2f}×",
     )
-    c2.metric("Ready after start", f"{versus['cold_start']:.2f}× fer's", help="start the interpreter, load the models")
-    c3.metric("Memory (RSS)", f"{versus['rss']:.2f}× fer's")
+    c2.metric("Start-up vs fer", f"{versus['cold_start']:.2f}× its time", help="start the interpreter, load the models")
+    c3.metric("Memory vs fer", f"{versus['rss']:.2f}× its RSS")
     st.dataframe(pd.DataFrame(versus["rows"]), hide_index=True)
     st.caption(
         f"Our three models and their ensemble against the `fer` package ({versus['fer_version'] or 'version unknown'}, "

@@ -234,7 +234,8 @@ def test_benchmarks_page(app_env, results_dir):
     assert not at.error
     assert len(at.get("plotly_chart")) >= 4  # confusion matrix, per-class scores, reliability, training curves
     assert "Calibration: does 70 % mean 70 %?" in [h.value for h in at.header]
-    board, summary, calibration, references = at.dataframe
+    board, summary, calibration, references, side_by_side = at.dataframe
+    assert list(side_by_side.value["photo"])[0] == "one face, 425x521 px"  # the fer comparison, one row a photo
     assert list(board.value["rank"]) == [1, 2] and "ResNet18" in list(board.value["model"])  # one row a model
     accuracy = list(board.value["test accuracy %"])
     assert accuracy == sorted(accuracy, reverse=True)  # best first
@@ -248,6 +249,9 @@ def test_benchmarks_page(app_env, results_dir):
     assert "All models agree" in metrics and "Subset accuracy" in metrics
     assert metrics["Per photo (median)"] == "40 ms"  # from bench_app.json
     assert any("read with its mirror too: 47 ms median" in c.value for c in at.caption)
+    versus = json.loads((results_dir / "bench_fer.json").read_text())["ratios"]  # bench_fer.json
+    assert metrics["One-face photo vs fer"] == f"{versus['one_face_photo']:.2f}× its time"
+    assert metrics["Memory vs fer"] == f"{versus['rss']:.2f}× its RSS"
     assert metrics["Browsers at once"] == "20" and metrics["Per photo (p50 / p95)"] == "4.0 / 9.0 s"  # loadrun.json
     assert metrics["Broken files reported"] == "100 of 100" and metrics["Images"] == "10,000"  # batchrun.json
     assert len(at.get("plotly_chart")) >= 5  # ... and the two memory curves
@@ -268,7 +272,7 @@ def test_benchmarks_page(app_env, results_dir):
     assert not at.exception, at.exception
     assert len(at.error) == 1 and "bad.json" in at.error[0].value and "schema" in at.error[0].value
     assert len(at.dataframe[1].value) == 3  # the valid upload joined the table
-    kinds = at.dataframe[-1].value.set_index("source")["kind"]
+    kinds = at.dataframe[3].value.set_index("source")["kind"]
     assert kinds["uploaded file"] == "uploaded, not checked by us"  # never passed off as ours
 
 
