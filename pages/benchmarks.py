@@ -236,7 +236,8 @@ else:
     c3.metric("Per photo (p95)", f"{bench['p95_ms']:.0f} ms", help=f"over {bench['runs']} runs")
     c4.metric("Memory (RSS)", f"{bench['rss_mb']:.0f} MB", help="process with models loaded")
     if bench["stages_ms"]:
-        stages = {model_title(k): v for k, v in bench["stages_ms"].items()}
+        steps = {"decode": "Decode", "detect": "Face detection", "models": "All models, at once"}
+        stages = {steps.get(k) or model_title(k): v for k, v in bench["stages_ms"].items()}
         st.bar_chart(pd.Series(stages, name="median ms"), horizontal=True)
     mirror = bench["flip_median_ms"]
     st.caption(
@@ -259,9 +260,10 @@ else:
     c3.metric("Memory vs fer", f"{versus['rss']:.2f}× its RSS")
     st.dataframe(pd.DataFrame(versus["rows"]), hide_index=True)
     st.caption(
-        f"Our three models and their ensemble against the `fer` package ({versus['fer_version'] or 'version unknown'}, "
-        f"one mini-Xception), each in its own process, asked alternately on the same photos, {versus['rounds']} "
-        f"rounds; median time from the photo's bytes to every face's reading. Measured {versus['created_utc']}."
+        f"Our three models ({' and '.join(sorted(set(versus['precision'].values()))) or 'fp32'} weights) and their "
+        f"ensemble against the `fer` package ({versus['fer_version'] or 'version unknown'}, one mini-Xception), each "
+        f"in its own process, asked alternately on the same photos, {versus['rounds']} rounds; median time from the "
+        f"photo's bytes to every face's reading. Measured {versus['created_utc']}."
     )
 
 st.subheader("Many users at once")
