@@ -119,11 +119,11 @@ def _face_patch(face: np.ndarray, side: int, kind: str, rng: np.random.Generator
     return patch
 
 
-def make_photos(faces: np.ndarray, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """`n` 640x480 gray photos, each with 1-3 of `faces` ((N, 48, 48) uint8) pasted on a background:
-    [{"image", "faces": [(x, y, side, kind)]}]."""
+def make_photos(faces: np.ndarray, n: int, seed: int = 0, bgs: list[np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """`n` 640x480 gray photos, each with 1-3 of `faces` ((N, 48, 48) uint8) pasted on a background
+    (`bgs`, default `backgrounds()`): [{"image", "faces": [(x, y, side, kind)]}]."""
     rng = np.random.default_rng(seed)
-    bgs = backgrounds()
+    bgs = bgs if bgs is not None else backgrounds()
     photos = []
     for i in range(n):
         canvas = bgs[i % len(bgs)].copy()
@@ -206,8 +206,8 @@ def run(data_path: str | None = None, n: int = 300, seed: int = 0) -> dict[str, 
     from .data import load_fer2013
 
     faces = load_fer2013(data_path)["val"].images
-    photos = make_photos(faces, n, seed)
-    negatives = backgrounds()
+    negatives = backgrounds()  # read once: the photos' backgrounds and the face-free pictures
+    photos = make_photos(faces, n, seed, negatives)
     real = real_photos()
     settings = list(dict.fromkeys([SHIPPED, *CANDIDATES]))
     rows = [measure(s, photos, negatives, real) for s in settings]
