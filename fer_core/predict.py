@@ -40,7 +40,7 @@ MAX_FACES = 20  # a group photo beyond this is cut to the 20 largest faces (and 
 
 
 def model_workers() -> int:
-    """How many model calls run at once: one per core, at least one."""
+    """One per core, at least one: how many model calls, and how many photos, run at once by default."""
     return max(1, os.cpu_count() or 1)
 
 
@@ -161,7 +161,7 @@ class Predictor:
         # Shared by every session of the app: at most this many photos are decoded and analysed at
         # once (one per core by default), so 20 simultaneous uploads of large photos cost the memory
         # of a few, not of 20; the others wait their turn. The work is CPU-bound, so no speed is lost.
-        self.max_concurrent = max(1, max_concurrent or os.cpu_count() or 2)
+        self.max_concurrent = max(1, max_concurrent or model_workers())
         self._slots = threading.BoundedSemaphore(self.max_concurrent)
         # The models of a photo run at once, on one pool shared by every analysis (so at most
         # `workers` model calls run at a time, whatever the number of sessions; 1: one after the
