@@ -12,7 +12,15 @@ from fer_core import cli
 from fer_core.errors import WeightsError
 from fer_core.preprocess import to_model_input
 from fer_core.provenance import sha256_file
-from fer_core.quantize import BATCH, calibration_faces, quantize_file, quantize_model
+from fer_core.quantize import (
+    BATCH,
+    CHUNK_BATCHES,
+    CalibrationFaces,
+    calibration_faces,
+    chunk_batches,
+    quantize_file,
+    quantize_model,
+)
 from fer_core.serving import OnnxModel
 
 pytestmark = pytest.mark.torch  # the onnx package and real exported networks come with the dev requirements
@@ -101,3 +109,24 @@ def test_the_cli_bounds_its_arguments(trained_weights_dir, tmp_path, capsys):
     assert cli.main([*argv, "--faces", "0"]) == 2
     assert "--faces must be at least 1" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_calibration_reads_the_faces_in_bounded_chunks_of_whole_batches():
+    """ONNX Runtime holds every batch of a collect call in memory: the reader hands it a range of
+    batches at a time, and every face is read exactly once over the chunks."""
+
+    faces = np.arange(BATCH * 6, dtype=np.float32).reshape(-1, 1, 1, 1)
+    reader = CalibrationFaces(faces)
+    assert len(reader) == 6
+    stride = chunk_batches(len(reader))
+    assert stride == 3 and stride <= CHUNK_BATCHES
+    seen = []
+    for start in range(0, len(reader), stride):
+        reader.set_range(start, start + stride)
+        chunk = []
+        while (batch := reader.get_next()) is not None:
+            chunk.append(batch["faces"])
+        assert len(chunk) == stride
+        seen.extend(chunk)
+    assert np.array_equal(np.concatenate(seen), faces)
+    assert chunk_batches(20) == 4 and chunk_batches(7) == 1 and chunk_batches(1) == 1
