@@ -450,7 +450,7 @@ def _add_bench_train(sub) -> None:
     p.add_argument("--model", nargs="*", choices=list_models(), help="models to time (default: every registered one)")
     p.add_argument("--steps", type=int, default=12, help="timed training steps, after 3 warm-up steps (default 12)")
     p.add_argument("--batch-size", type=int, default=64, help="images per training step (default 64)")
-    p.add_argument("--output-stride", type=int, choices=[8, 16], help="efficientnet_v2_s's variant to time")
+    p.add_argument("--output-stride", type=int, choices=[8, 16], help="the variant to time (8: a 6x6 final map)")
     p.add_argument("--out", help="JSON file to write (default: results/bench_train.json)")
 
 

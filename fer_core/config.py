@@ -68,10 +68,14 @@ class TrainConfig:
     crop: int | None = flag(
         None, f"train on random {TENCROP_SIZE}x{TENCROP_SIZE} crops, serve the centre crop", recipe=True
     )
-    # EfficientNetV2-S's architecture choices (registry.ARCH_OPTIONS; None = as registered): at output
-    # stride 8 its last stages see 6x6 instead of 3x3 at 48 px; short schedules need less regularisation
+    # Architecture choices (registry.ARCH_OPTIONS; None = as registered): at output stride 8 the last
+    # stages see 6x6 instead of 3x3 at 48 px; short schedules need less regularisation
     output_stride: int | None = flag(
-        None, "efficientnet_v2_s: 8 = a stride-1 stem too, a 6x6 final map (default 16)", recipe=True, choices=[8, 16]
+        None,
+        "8 = a 6x6 final map (default 16, 3x3): a stride-1 stem (efficientnet_v2_s, resnet18), "
+        "no fourth max-pool (vgg16)",
+        recipe=True,
+        choices=[8, 16],
     )
     drop_path: float | None = flag(None, "efficientnet_v2_s: stochastic depth (default 0.2)", recipe=True)
     dropout: float | None = flag(None, "efficientnet_v2_s: dropout before the classifier (default 0.2)", recipe=True)

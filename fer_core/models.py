@@ -108,19 +108,24 @@ def _adapter(spec: ModelSpec, pretrained: bool) -> InputAdapter:
     return InputAdapter(spec.mean, spec.std, spec.input_size)
 
 
-def build_resnet18(spec: ModelSpec, pretrained: bool = False) -> FERNet:
+def build_resnet18(spec: ModelSpec, pretrained: bool = False, output_stride: int = 16) -> FERNet:
+    """`output_stride` 8: a stride-1 stem, so layer1 sees 48x48 and layer4 6x6 (4x the work)."""
     body = _torchvision_body(spec, pretrained)
-    body.conv1 = _gray_conv(body.conv1, pretrained, kernel_size=3, stride=2, padding=1)
+    body.conv1 = _gray_conv(body.conv1, pretrained, kernel_size=3, stride={16: 2, 8: 1}[output_stride], padding=1)
     body.maxpool = nn.Identity()
     body.fc = nn.Sequential(nn.Dropout(0.2), nn.Linear(body.fc.in_features, NUM_CLASSES))
     return FERNet(_adapter(spec, pretrained), body)
 
 
-def build_vgg16(spec: ModelSpec, pretrained: bool = False) -> FERNet:
+def build_vgg16(spec: ModelSpec, pretrained: bool = False, output_stride: int = 16) -> FERNet:
+    """`output_stride` 8: the fourth max-pool goes too, so the last block sees 6x6 instead of 3x3."""
     body = _torchvision_body(spec, pretrained)
     body.features[0] = _gray_conv(body.features[0], pretrained)
-    assert isinstance(body.features[-1], nn.MaxPool2d)
+    pools = [i for i, m in enumerate(body.features) if isinstance(m, nn.MaxPool2d)]
+    assert pools[-1] == len(body.features) - 1
     body.features = body.features[:-1]
+    if output_stride == 8:  # an identity in its place keeps the layers' indices, so weights load either way
+        body.features[pools[-2]] = nn.Identity()
     body.avgpool = nn.AdaptiveAvgPool2d(1)
     body.classifier = nn.Sequential(
         nn.Flatten(1),

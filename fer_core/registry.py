@@ -79,8 +79,10 @@ def get_spec(name: str) -> ModelSpec:
 # .pt files and ONNX metadata) so a file alone rebuilds its network. None of them adds a parameter:
 # every variant's weights load into every other.
 ARCH_OPTIONS = {
-    # EfficientNetV2-S at output stride 8 (a stride-1 stem too): a 6x6 final map at 48 px instead of 3x3
-    "output_stride": {"efficientnet_v2_s": (16, 8)},
+    # Output stride 8: a 6x6 final map at 48 px instead of 3x3. EfficientNetV2-S and ResNet18 get a
+    # stride-1 stem (every layer at twice the resolution); VGG16-BN drops its fourth max-pool (its
+    # last block at 6x6), so it has no stem to change
+    "output_stride": {"efficientnet_v2_s": (16, 8), "resnet18": (16, 8), "vgg16": (16, 8)},
     "drop_path": {"efficientnet_v2_s": None},  # stochastic depth, torchvision's default 0.2
     "dropout": {"efficientnet_v2_s": None},  # before the classifier, torchvision's default 0.2
 }

@@ -54,7 +54,8 @@ def test_a_checkpoint_rebuilds_its_own_variant():
 @pytest.mark.parametrize(
     ("name", "arch", "says"),
     [
-        ("resnet18", {"output_stride": 8}, "output-stride is an option of efficientnet_v2_s, not of resnet18"),
+        ("resnet18", {"drop_path": 0.1}, "drop-path is an option of efficientnet_v2_s, not of resnet18"),
+        ("vgg16", {"output_stride": 4}, "takes 16 or 8"),
         ("efficientnet_v2_s", {"output_stride": 4}, "takes 16 or 8"),
         ("efficientnet_v2_s", {"drop_path": 1.5}, "a probability in"),
         ("efficientnet_v2_s", {"width": 2}, "unknown architecture option 'width'"),
@@ -81,3 +82,23 @@ def test_bench_train_times_the_variant_asked_for():
 
     row = time_epoch("efficientnet_v2_s", steps=1, warmup=1, batch_size=4, output_stride=8)
     assert row["arch"] == {"output_stride": 8} and row["seconds_per_step"] > 0
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg16"])
+def test_resnet18_and_vgg16_at_output_stride_8_keep_a_6x6_map_with_the_same_weights(name):
+    torch.manual_seed(0)
+    registered, os8 = build_model(name).eval(), build_model(name, output_stride=8).eval()
+
+    def last_map(net):
+        seen = []
+        last = net.body.layer4 if name == "resnet18" else net.body.features
+        handle = last.register_forward_hook(lambda _m, _i, out: seen.append(tuple(out.shape[-2:])))
+        with torch.no_grad():
+            out = net(torch.rand(2, 1, 48, 48))
+        handle.remove()
+        assert out.shape == (2, 7)
+        return seen[0]
+
+    assert last_map(registered) == (3, 3) and last_map(os8) == (6, 6)
+    assert count_parameters(os8) == count_parameters(registered) == get_spec(name).parameters
+    os8.load_state_dict(registered.state_dict())  # the same keys and shapes: files load into either
