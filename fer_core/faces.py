@@ -1,7 +1,9 @@
-"""Face detection (OpenCV Haar cascade) and the crop that turns a detected face into a FER2013 face.
+"""Face detection (an OpenCV cascade) and the crop that turns a detected face into a FER2013 face.
 
-The cascade ships inside opencv-python-headless (<5), so nothing is downloaded. OpenCV does not
-document CascadeClassifier as thread-safe, so each thread gets its own instance.
+The detector is OpenCV's LBP frontal-face cascade, shipped in fer_core/cascades/ (the
+opencv-python-headless wheels carry only the Haar ones); OpenCV's Haar cascade, inside the wheel,
+stays selectable. Nothing is downloaded. OpenCV does not document CascadeClassifier as
+thread-safe, so each thread gets its own instance.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import queue
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NamedTuple
 
 import cv2
@@ -16,19 +19,29 @@ import numpy as np
 
 from .preprocess import FACE_SIZE, ONE_FACE_REGIONS, resize_face
 
+# The cascades `FaceDetector(cascade=...)` takes. On bench-detect's 300 photos (docs/performance.md)
+# the LBP cascade at its settings below found more faces than the Haar one at its own (upright,
+# tilted and partly covered alike), with fewer false ones, at a third of the time.
+CASCADES = {
+    "lbp": str(Path(__file__).resolve().parent / "cascades" / "lbpcascade_frontalface.xml"),
+    "haar": cv2.data.haarcascades + "haarcascade_frontalface_default.xml",
+}
+CASCADE = "lbp"
+# Each cascade's scale step and neighbours (how many overlapping hits make a face), chosen on
+# bench-detect: the Haar cascade needs 6 neighbours (5 let textures such as hair and foliage through).
+CASCADE_SETTINGS = {"lbp": (1.1, 3), "haar": (1.15, 6)}
 # Detection runs on a copy whose longer side is at most DETECT_MAX_SIDE (boxes mapped back), starting
 # at 30-px windows: the same box as full size at a third of the time (measurements: docs/performance.md).
 DETECT_MAX_SIDE = 400
 MIN_SEARCH_PIXELS = 30
-SCALE_FACTOR = 1.15
-MIN_NEIGHBORS = 6  # 5 let through textures (hair, foliage) as faces on test photos; 6 did not
+SCALE_FACTOR, MIN_NEIGHBORS = CASCADE_SETTINGS[CASCADE]
 MIN_FACE_FRACTION = 0.04  # ignore "faces" smaller than 4 % of the shorter side of the photo
 MIN_FACE_PIXELS = 24  # the cascade's own window size, the floor of the small-faces search
 # "Small faces" (group photos, crowds): a larger copy and a lower size floor find faces down to
 # ~2 % of the longer side, at several times the cost; the app and the CLI offer it as an option.
 SMALL_FACES_MAX_SIDE = 1280
 SMALL_FACES_MIN_FRACTION = 0.015
-CROP_MARGIN = 0.1  # Haar boxes are tighter than FER2013's framing; widen each side by 10 %
+CROP_MARGIN = 0.1  # cascade boxes are tighter than FER2013's framing (both cascades alike); widen each side by 10 %
 
 
 class Box(NamedTuple):
@@ -43,30 +56,39 @@ class Box(NamedTuple):
 class FaceDetector:
     def __init__(
         self,
-        scale_factor: float = SCALE_FACTOR,
-        min_neighbors: int = MIN_NEIGHBORS,
+        scale_factor: float | None = None,
+        min_neighbors: int | None = None,
         min_face_fraction: float = MIN_FACE_FRACTION,
         max_side: int = DETECT_MAX_SIDE,
         min_window: int = MIN_SEARCH_PIXELS,
+        cascade: str = CASCADE,
     ) -> None:
-        self.scale_factor = scale_factor
-        self.min_neighbors = min_neighbors
+        if cascade not in CASCADES:
+            raise ValueError(f"unknown cascade {cascade!r}; choose one of {', '.join(CASCADES)}")
+        self.cascade = cascade
+        # None: the cascade's own (CASCADE_SETTINGS)
+        self.scale_factor = scale_factor or CASCADE_SETTINGS[cascade][0]
+        self.min_neighbors = min_neighbors or CASCADE_SETTINGS[cascade][1]
         self.min_face_fraction = min_face_fraction
         self.max_side = max_side
         self.min_window = min_window
         # A CascadeClassifier must not be used by two threads at once, and loading one parses a
-        # ~1 MB XML file. Streamlit runs every script run on a new thread, so a per-thread copy
+        # ~50 KB-1 MB XML file. Streamlit runs every script run on a new thread, so a per-thread copy
         # would be loaded again on each click: instead a pool, one cascade per concurrent call.
         self._pool: queue.SimpleQueue[cv2.CascadeClassifier] = queue.SimpleQueue()
-        self._cascade_file = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self._cascade_file = CASCADES[cascade]
         self._pool.put(self._load())  # fail at construction, not on the first photo
 
     def _load(self) -> cv2.CascadeClassifier:
         cascade = cv2.CascadeClassifier(self._cascade_file)
         if cascade.empty():
             raise RuntimeError(
-                f"OpenCV's Haar cascade is missing ({self._cascade_file}); "
-                "install opencv-python-headless<5, which ships it"
+                f"the {self.cascade} face cascade did not load from {self._cascade_file}: "
+                + (
+                    "restore fer_core/cascades/ from the repository (`git checkout fer_core/cascades`)"
+                    if self.cascade == "lbp"
+                    else "install opencv-python-headless<5, which ships it"
+                )
             )
         return cascade
 
