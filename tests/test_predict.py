@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import synthetic_faces
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import fer_core
 from fer_core import EMOTIONS, InvalidImageError
@@ -359,6 +359,24 @@ def test_a_tilted_face_is_still_found(predictor, astronaut_jpeg, angle):
     (face,) = predictor.predict(_jpeg(np.asarray(turned)))
     cx, cy = face.box.x + face.box.w / 2, face.box.y + face.box.h / 2
     assert 150 <= cx <= 300 and 60 <= cy <= 200
+
+
+@pytest.mark.parametrize(
+    "covered",
+    [(0.12, 0.8, 0.88, 1.0), (0.2, 0.75, 0.8, 0.95), (0.0, 0.45, 0.3, 1.0), (0.1, 0.0, 0.9, 0.22)],
+    ids=["chin", "lower lip", "left cheek", "forehead"],
+)
+def test_a_partly_covered_face_is_still_found(predictor, astronaut_jpeg, covered):
+    # a guard like the tilted one: a band (a scarf, a hand, a hat) over part of the face, as
+    # fractions of the upright face's box (x0, y0, x1, y1); the Haar cascade missed the chin band,
+    # and neither cascade finds a face under a band over both eyes or over the whole mouth
+    (upright,) = predictor.predict(astronaut_jpeg)
+    b = upright.box
+    x0, y0, x1, y1 = covered
+    photo = load_image(astronaut_jpeg).copy()
+    ImageDraw.Draw(photo).rectangle([b.x + x0 * b.w, b.y + y0 * b.h, b.x + x1 * b.w, b.y + y1 * b.h], fill=(50, 50, 50))
+    (face,) = predictor.predict(_jpeg(np.asarray(photo)))
+    assert abs(face.box.x - b.x) < 0.15 * b.w and abs(face.box.y - b.y) < 0.15 * b.h
 
 
 def test_the_shipped_cascade_is_the_notice_s_file_and_both_cascades_find_the_astronaut(astronaut_jpeg):
