@@ -36,7 +36,7 @@ def moving_face_frames(
     seconds: float, fps: int, size: tuple[int, int] = (640, 360), side: int = 420, travel: int = 240
 ) -> Iterator[np.ndarray]:
     """RGB frames: the sample photo at side x side px sliding `travel` px right across the clip (the
-    frame shows a window of it; at these sizes the Haar detector finds the face at every step)."""
+    frame shows a window of it; at these sizes the face cascade finds the face at every step)."""
     photo = Image.open(SAMPLE_PHOTO).convert("RGB").resize((side, side), Image.Resampling.LANCZOS)
     w, h = size
     n = max(1, round(seconds * fps))

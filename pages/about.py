@@ -15,7 +15,7 @@ through_app()  # a page opened by its address still runs inside app.py's navigat
 st.title("About this workbench")
 st.markdown(
     "Three networks from torchvision, adapted to 48×48 gray faces and trained on FER2013, read "
-    "each face; their **ensemble** is the mean of their softmax outputs. Faces are found with OpenCV's Haar "
+    "each face; their **ensemble** is the mean of their softmax outputs. Faces are found with OpenCV's LBP face "
     "cascade, then cropped, squared and resized to 48×48 gray the way FER2013 faces are, before the networks see them. "
     "With *Read the mirror too* (Classify), each network also reads the mirrored face and the two "
     "readings are averaged: the *TTA flip* runs on the Benchmarks page measure what that buys."
