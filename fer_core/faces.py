@@ -66,9 +66,9 @@ class FaceDetector:
         if cascade not in CASCADES:
             raise ValueError(f"unknown cascade {cascade!r}; choose one of {', '.join(CASCADES)}")
         self.cascade = cascade
-        # None: the cascade's own (CASCADE_SETTINGS)
-        self.scale_factor = scale_factor or CASCADE_SETTINGS[cascade][0]
-        self.min_neighbors = min_neighbors or CASCADE_SETTINGS[cascade][1]
+        own_scale, own_neighbors = CASCADE_SETTINGS[cascade]  # what None stands for
+        self.scale_factor = own_scale if scale_factor is None else scale_factor
+        self.min_neighbors = own_neighbors if min_neighbors is None else min_neighbors
         self.min_face_fraction = min_face_fraction
         self.max_side = max_side
         self.min_window = min_window
