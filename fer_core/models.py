@@ -108,10 +108,14 @@ def _adapter(spec: ModelSpec, pretrained: bool) -> InputAdapter:
     return InputAdapter(spec.mean, spec.std, spec.input_size)
 
 
+# The stem's stride for each output stride the networks with a strided stem take (ARCH_OPTIONS).
+STEM_STRIDE = {16: 2, 8: 1}
+
+
 def build_resnet18(spec: ModelSpec, pretrained: bool = False, output_stride: int = 16) -> FERNet:
-    """`output_stride` 8: a stride-1 stem, so layer1 sees 48x48 and layer4 6x6 (4x the work)."""
+    """`output_stride` 8: a stride-1 stem, so layer1 sees 48x48 and layer4 6x6 (4x the arithmetic)."""
     body = _torchvision_body(spec, pretrained)
-    body.conv1 = _gray_conv(body.conv1, pretrained, kernel_size=3, stride={16: 2, 8: 1}[output_stride], padding=1)
+    body.conv1 = _gray_conv(body.conv1, pretrained, kernel_size=3, stride=STEM_STRIDE[output_stride], padding=1)
     body.maxpool = nn.Identity()
     body.fc = nn.Sequential(nn.Dropout(0.2), nn.Linear(body.fc.in_features, NUM_CLASSES))
     return FERNet(_adapter(spec, pretrained), body)
@@ -149,8 +153,7 @@ def build_efficientnet_v2_s(
     kwargs = {k: v for k, v in (("stochastic_depth_prob", drop_path), ("dropout", dropout)) if v is not None}
     body = _torchvision_body(spec, pretrained, **kwargs)
     stem = body.features[0][0]
-    stride = {16: 2, 8: 1}[output_stride]
-    body.features[0][0] = _gray_conv(stem, pretrained, stride=stride)
+    body.features[0][0] = _gray_conv(stem, pretrained, stride=STEM_STRIDE[output_stride])
     # The last stage's stride-2 conv (in its first block's depthwise conv) made 1: its 15 blocks see
     # 3x3 instead of 2x2 at 48x48, as layer4 of our ResNet18 and the last block of our VGG16 do.
     last_stage = body.features[6]
