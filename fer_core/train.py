@@ -25,7 +25,7 @@ from torch import nn
 from . import __version__
 from .atomic import write_atomic, write_json_atomic
 from .augment import augment_batch, random_crop
-from .checkpoint import FORMAT, load_checkpoint, load_weights, save_atomic, slim
+from .checkpoint import FORMAT, architecture, load_checkpoint, load_weights, save_atomic, slim
 from .config import AugmentConfig, TrainConfig
 from .data import FERData, Split, load_fer2013
 from .ema import WeightEMA
@@ -483,6 +483,16 @@ def _init_from(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
     ckpt = load_checkpoint(cfg.init)
     if ckpt["model"] != cfg.model:
         raise ValueError(f"--init {cfg.init} holds a {ckpt['model']} network, not {cfg.model}")
+    # Every variant's weights load into every other (registry.ARCH_OPTIONS), so a run that forgot
+    # the flag its starting weights were trained with would silently train another network.
+    for key, flag, default in (("output_stride", "--output-stride", 16), ("crop", "--crop", None)):
+        was, now = architecture(ckpt).get(key, default), cfg.arch().get(key, default)
+        if was != now:
+            fix = f"pass {flag} {was}" if was else f"drop {flag}"
+            raise ValueError(
+                f"--init {cfg.init} was trained with {flag} {was or 'off'} but this run has {flag} {now or 'off'}: "
+                f"{fix} to fine-tune the network those weights belong to"
+            )
     load_weights(model, ckpt)
     return {
         "file": Path(cfg.init).name,

@@ -122,6 +122,12 @@ def test_tiny_model_learns_the_synthetic_classes_and_init_carries_it_over(tmp_pa
 
     with pytest.raises(ValueError, match="holds a resnet18 network, not vgg16"):
         main(_cfg(tmp_path / "d", model="vgg16", init=str(best), **still), data=data)
+    # Every variant's weights load into every other, so a flag left out would train another network.
+    with pytest.raises(ValueError, match="stride 16 but this run has --output-stride 8: pass --output-stride 16"):
+        main(_cfg(tmp_path / "e", init=str(best), output_stride=8, **still), data=data)
+    with pytest.raises(ValueError, match="--crop off but this run has --crop 44: drop --crop"):
+        main(_cfg(tmp_path / "f", init=str(best), crop=44, **still), data=data)
+    assert not (tmp_path / "e" / "resnet18" / "last.pt").exists()
 
 
 def test_distillation_teaches_what_the_labels_do_not(tmp_path, monkeypatch, learnt):
