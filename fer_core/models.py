@@ -18,7 +18,7 @@ from torchvision import models as tvm
 from .errors import WeightsError
 from .labels import NUM_CLASSES
 from .preprocess import FACE_SIZE  # the side of every face we feed; a spec may ask to upscale it
-from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, check_arch, get_spec
+from .registry import DEFAULT_OUTPUT_STRIDE, IMAGENET_MEAN, IMAGENET_STD, ModelSpec, check_arch, get_spec
 
 
 class InputAdapter(nn.Module):
@@ -112,7 +112,7 @@ def _adapter(spec: ModelSpec, pretrained: bool) -> InputAdapter:
 STEM_STRIDE = {16: 2, 8: 1}
 
 
-def build_resnet18(spec: ModelSpec, pretrained: bool = False, output_stride: int = 16) -> FERNet:
+def build_resnet18(spec: ModelSpec, pretrained: bool = False, output_stride: int = DEFAULT_OUTPUT_STRIDE) -> FERNet:
     """`output_stride` 8: a stride-1 stem, so layer1 sees 48x48 and layer4 6x6 (4x the arithmetic)."""
     body = _torchvision_body(spec, pretrained)
     body.conv1 = _gray_conv(body.conv1, pretrained, kernel_size=3, stride=STEM_STRIDE[output_stride], padding=1)
@@ -121,7 +121,7 @@ def build_resnet18(spec: ModelSpec, pretrained: bool = False, output_stride: int
     return FERNet(_adapter(spec, pretrained), body)
 
 
-def build_vgg16(spec: ModelSpec, pretrained: bool = False, output_stride: int = 16) -> FERNet:
+def build_vgg16(spec: ModelSpec, pretrained: bool = False, output_stride: int = DEFAULT_OUTPUT_STRIDE) -> FERNet:
     """`output_stride` 8: the fourth max-pool goes too, so the last block sees 6x6 instead of 3x3."""
     body = _torchvision_body(spec, pretrained)
     body.features[0] = _gray_conv(body.features[0], pretrained)
@@ -144,7 +144,7 @@ def build_vgg16(spec: ModelSpec, pretrained: bool = False, output_stride: int = 
 def build_efficientnet_v2_s(
     spec: ModelSpec,
     pretrained: bool = False,
-    output_stride: int = 16,
+    output_stride: int = DEFAULT_OUTPUT_STRIDE,
     drop_path: float | None = None,
     dropout: float | None = None,
 ) -> FERNet:

@@ -75,6 +75,9 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
 
 
+# Every registered network's final map is 3x3 at 48 px unless a run asks for `output_stride` 8
+DEFAULT_OUTPUT_STRIDE = 16
+
 # Architecture choices beyond the registry spec, recorded with the weights ("arch" in checkpoints,
 # .pt files and ONNX metadata) so a file alone rebuilds its network. None of them adds a parameter:
 # every variant's weights load into every other.

@@ -32,7 +32,7 @@ from .ema import WeightEMA
 from .labels import EMOTIONS
 from .models import build_model, count_parameters
 from .preprocess import predict_proba
-from .registry import get_spec
+from .registry import DEFAULT_OUTPUT_STRIDE, get_spec
 from .runtime import autocast, default_device, open_weights, torch_logits_fn
 from .schedule import Schedule
 
@@ -485,7 +485,7 @@ def _init_from(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
         raise ValueError(f"--init {cfg.init} holds a {ckpt['model']} network, not {cfg.model}")
     # Every variant's weights load into every other (registry.ARCH_OPTIONS), so a run that forgot
     # the flag its starting weights were trained with would silently train another network.
-    for key, flag, default in (("output_stride", "--output-stride", 16), ("crop", "--crop", None)):
+    for key, flag, default in (("output_stride", "--output-stride", DEFAULT_OUTPUT_STRIDE), ("crop", "--crop", None)):
         was, now = architecture(ckpt).get(key, default), cfg.arch().get(key, default)
         if was != now:
             fix = f"pass {flag} {was}" if was else f"drop {flag}"
