@@ -30,7 +30,8 @@ def marked_photo(marker: str) -> tuple[bytes, np.ndarray]:
     marker in a PNG tEXt chunk; returns the PNG and its pixels.
 
     Every noise colour has the same grey level, so the strip is flat in the grey image the face
-    detector reads: grey-level noise was read as a second face in about 1 photo of 300."""
+    detector reads: with grey-level noise it found other than one face in 1 photo of 300 (a CI run
+    failed on a second face)."""
     with Image.open(REPO / "assets" / "astronaut.jpg") as im:
         rgb = np.array(im.convert("RGB"))
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(marker.encode()).digest()[:8], "big"))
